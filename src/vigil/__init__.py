@@ -1,0 +1,3 @@
+"""Vigil screens every uploaded image before it is published."""
+
+__version__ = "0.1.0"

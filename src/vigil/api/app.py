@@ -1,0 +1,71 @@
+"""The FastAPI application: routes, error handling, body limits, and the embedded worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from vigil import __version__
+from vigil.api.errors import install_error_handlers
+from vigil.api.limits import BodySizeLimit
+from vigil.api.routes import banks, health, screen, sites, submissions
+from vigil.runtime import Runtime
+from vigil.workers.embedded import EmbeddedWorker
+from vigil.workers.webhooks import WebhookDeliverer
+
+# Multipart framing and the context field around an image.
+_FORM_OVERHEAD_BYTES = 1024 * 1024
+_DEFAULT_BODY_LIMIT = 1024 * 1024
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    settings = runtime.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.matcher.refresh()  # load the index before the first upload, not during it
+        worker = None
+        if settings.workers.embedded:
+            deliverer = WebhookDeliverer(runtime.database, settings.webhooks, runtime.metrics)
+            worker = EmbeddedWorker([deliverer.deliver_due], settings.webhooks.poll_seconds)
+            worker.start()
+        app.state.worker = worker
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+                deliverer.close()
+
+    app = FastAPI(
+        title="Vigil",
+        version=__version__,
+        description=(
+            "Screens every uploaded image before it is published. Call `POST /v1/screen` with "
+            "each upload and publish only on `allow`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.worker = None
+    install_error_handlers(app)
+
+    def body_limit(path: str) -> int:
+        if path == "/v1/screen":
+            return settings.intake.max_bytes + _FORM_OVERHEAD_BYTES
+        if path.startswith("/v1/banks/") and path.endswith("/hashes"):
+            return settings.matching.max_import_bytes
+        return _DEFAULT_BODY_LIMIT
+
+    app.add_middleware(BodySizeLimit, limit_for=body_limit)
+    for module in (screen, submissions, banks, sites, health):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app

@@ -1,0 +1,211 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from ipaddress import ip_address
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+from vigil.matching.banks import BankAction
+from vigil.policy import TrustLevel, UploaderContext, UploadKind
+from vigil.signals.base import HashType
+from vigil.store.models import Bank, Submission
+
+_ID_FIELD = Field(None, min_length=1, max_length=200)
+
+
+class UploadContext(BaseModel):
+    """Who uploaded the image, sent by the site as the ``context`` form field (a JSON object).
+
+    Unknown fields are refused, so a misspelt field never silently loses its effect."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uploader_id: str | None = _ID_FIELD
+    account_created_at: datetime | None = Field(
+        None, description="ISO 8601; without a time zone it is taken as UTC."
+    )
+    trust_level: TrustLevel | None = None
+    ip: str | None = Field(None, max_length=45)
+    kind: UploadKind | None = None
+    ref: str | None = Field(
+        None, min_length=1, max_length=200, description="The site's own id for the post."
+    )
+
+    @field_validator("ip")
+    @classmethod
+    def _valid_ip(cls, value: str | None) -> str | None:
+        return None if value is None else str(ip_address(value))
+
+    @field_validator("account_created_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    def to_uploader(self) -> UploaderContext:
+        return UploaderContext(**self.model_dump())
+
+
+class PdqHashOut(BaseModel):
+    frame: int
+    hash: str
+    quality: int
+    background: str | None = Field(None, description="For transparent frames: white or black.")
+
+
+class HashesOut(BaseModel):
+    sha256: str
+    md5: str
+    sha1: str
+    pdq: list[PdqHashOut]
+
+
+class ScreenResponse(BaseModel):
+    submission_id: str
+    decision: Literal["allow", "hold", "block"]
+    reasons: list[dict[str, Any]]
+    hashes: HashesOut
+    review: Literal["none", "pending", "decided"] = Field(
+        description="'pending' while a held image awaits a moderator."
+    )
+    created_at: datetime
+
+    @classmethod
+    def of(cls, submission: Submission) -> ScreenResponse:
+        return cls(**_submission_fields(submission))
+
+
+class SubmissionResponse(ScreenResponse):
+    initial_decision: Literal["allow", "hold", "block"]
+    uploader_id: str | None
+    ref: str | None
+    format: str
+    width: int
+    height: int
+    frame_count: int
+    frames_screened: int
+    decided_at: datetime | None
+    decision_note: str | None
+
+    @classmethod
+    def of(cls, submission: Submission) -> SubmissionResponse:
+        return cls(
+            **_submission_fields(submission),
+            initial_decision=submission.initial_decision,
+            uploader_id=submission.uploader_id,
+            ref=submission.ref,
+            format=submission.image_format,
+            width=submission.width,
+            height=submission.height,
+            frame_count=submission.frame_count,
+            frames_screened=submission.frames_screened,
+            decided_at=submission.decided_at,
+            decision_note=submission.decision_note,
+        )
+
+
+def _submission_fields(submission: Submission) -> dict[str, Any]:
+    return {
+        "submission_id": submission.id,
+        "decision": submission.decision,
+        "reasons": submission.reasons,
+        "hashes": HashesOut(
+            sha256=submission.sha256,
+            md5=submission.md5,
+            sha1=submission.sha1,
+            pdq=[PdqHashOut(**entry) for entry in submission.pdq],
+        ),
+        "review": submission.review_state,
+        "created_at": submission.created_at,
+    }
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["allow", "block"]
+    note: str | None = Field(None, max_length=2000)
+
+
+class BankCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    hash_type: HashType
+    action: BankAction
+    threshold: int | None = Field(None, description="PDQ distance; default from the settings (31).")
+    enabled: bool = True
+    description: str | None = Field(None, max_length=2000)
+
+
+class BankUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: BankAction | None = None
+    threshold: int | None = None
+    enabled: bool | None = None
+    description: str | None = Field(None, max_length=2000)
+
+
+class BankResponse(BaseModel):
+    name: str
+    hash_type: HashType
+    action: BankAction
+    threshold: int
+    enabled: bool
+    description: str | None
+    hash_count: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, bank: Bank) -> BankResponse:
+        return cls(
+            name=bank.name,
+            hash_type=HashType(bank.hash_type),
+            action=BankAction(bank.action),
+            threshold=bank.threshold,
+            enabled=bank.enabled,
+            description=bank.description,
+            hash_count=bank.hash_count,
+            created_at=bank.created_at,
+            updated_at=bank.updated_at,
+        )
+
+
+class BadLineOut(BaseModel):
+    line: int
+    error: str
+
+
+class ImportResponse(BaseModel):
+    added: int
+    already_present: int
+    low_quality_skipped: int
+    bad_line_count: int
+    bad_lines: list[BadLineOut] = Field(description="The first 50 bad lines (or list entries).")
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: HttpUrl | None = Field(description="Where decisions are sent; null turns webhooks off.")
+    rotate_secret: bool = False
+
+
+class WebhookResponse(BaseModel):
+    url: str | None
+    secret: str | None = Field(description="Verify the Vigil-Signature header with this.")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

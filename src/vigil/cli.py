@@ -1,0 +1,479 @@
+"""The ``vigil`` command: serve, keys, webhooks, banks, hashing and archive scans.
+
+Every command finds its data the same way: ``--data-dir``, else ``VIGIL_DATA_DIR``, else
+``./vigil-data``; and its configuration from ``--config``, ``VIGIL_CONFIG`` or the data folder's
+``vigil.toml``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from vigil import __version__
+from vigil.config import Settings, load_settings
+from vigil.errors import ImageTooLarge, IntakeError, VigilError
+from vigil.intake import open_image
+from vigil.matching import admin, importer
+from vigil.matching.banks import BankAction
+from vigil.runtime import Runtime, ensure_bootstrap_key
+from vigil.signals import compute_signals, default_hashers
+from vigil.signals.base import HashType
+from vigil.store import audit, sites
+from vigil.store import banks as bank_store
+from vigil.store.database import Database
+
+app = typer.Typer(
+    help="Vigil screens every uploaded image before it is published.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+key_app = typer.Typer(help="API keys for sites.", no_args_is_help=True)
+site_app = typer.Typer(help="Sites and their webhooks.", no_args_is_help=True)
+bank_app = typer.Typer(help="Hash banks: lists of known images.", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+app.add_typer(site_app, name="site")
+app.add_typer(bank_app, name="bank")
+
+# soft_wrap: hashes and keys stay on one line, whatever the terminal width.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Data folder (default: $VIGIL_DATA_DIR or ./vigil-data).",
+        show_default=False,
+    ),
+]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="vigil.toml (default: $VIGIL_CONFIG or <data folder>/vigil.toml).",
+        show_default=False,
+    ),
+]
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"cli:{user}"
+
+
+def _settings(data_dir: Path | None, config: Path | None) -> Settings:
+    return load_settings(data_dir=data_dir, config=config)
+
+
+def _database(data_dir: Path | None, config: Path | None) -> tuple[Settings, Database]:
+    """The settings and a migrated database, for commands that need no screening services."""
+    settings = _settings(data_dir, config)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    database = Database(settings.resolved_database_url)
+    database.migrate()
+    return settings, database
+
+
+# --- server --------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Start the API server (creating and migrating the data folder on first use)."""
+    import uvicorn
+
+    from vigil.api import create_app
+
+    settings = _settings(data_dir, config)
+    server = settings.server.model_copy(
+        update={
+            key: value for key, value in {"host": host, "port": port}.items() if value is not None
+        }
+    )
+    runtime = Runtime.open(settings)
+    bootstrap_key = ensure_bootstrap_key(runtime.database)
+    url = f"http://{server.host}:{server.port}"
+    console.print(f"[bold]Vigil {__version__}[/] - data in {settings.data_dir}")
+    console.print(f"Open [bold]{url}[/] (API documentation at {url}/docs)")
+    if bootstrap_key:
+        console.print(
+            "\n[bold yellow]Bootstrap admin API key[/] (shown this once; keep it safe):\n"
+            f"  {bootstrap_key}\n"
+            f"Use it as 'Authorization: Bearer <key>'. More keys: vigil key create --site NAME\n"
+        )
+    try:
+        uvicorn.run(create_app(runtime), host=server.host, port=server.port, log_level="info")
+    finally:
+        runtime.close()
+
+
+@app.command()
+def init(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Create and migrate the data folder; print a bootstrap admin key the first time."""
+    settings, database = _database(data_dir, config)
+    key = ensure_bootstrap_key(database)
+    console.print(f"Data folder ready: {settings.data_dir}")
+    if key:
+        console.print(f"Bootstrap admin API key (shown this once): {key}")
+
+
+# --- keys and sites ------------------------------------------------------------------------------
+
+
+@key_app.command("create")
+def key_create(
+    site: Annotated[
+        str, typer.Option("--site", help="The site the key belongs to (created if new).")
+    ],
+    role: Annotated[
+        sites.Role,
+        typer.Option(help="screen: integrations; moderator: decisions; admin: everything."),
+    ] = sites.Role.SCREEN,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Create an API key; it is printed once and stored only as a hash."""
+    _, database = _database(data_dir, config)
+    with database.session() as session:
+        site_row = sites.get_or_create_site(session, site)
+        key, plain = sites.create_api_key(session, site_row, role)
+        audit.append(
+            session, _actor(), "key.create", site, {"role": role.value, "prefix": key.prefix}
+        )
+    console.print(plain)
+
+
+@key_app.command("list")
+def key_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """List keys (their prefixes only)."""
+    _, database = _database(data_dir, config)
+    table = Table("prefix", "site", "role", "created", "revoked")
+    with database.session() as session:
+        for key, site in sites.list_api_keys(session):
+            revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
+            table.add_row(
+                key.prefix,
+                site.name,
+                key.role,
+                key.created_at.isoformat(timespec="seconds"),
+                revoked,
+            )
+    console.print(table)
+
+
+@key_app.command("revoke")
+def key_revoke(
+    prefix: Annotated[str, typer.Argument(help="The key's prefix, as `vigil key list` shows it.")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Revoke a key at once."""
+    _, database = _database(data_dir, config)
+    with database.session() as session:
+        key = sites.revoke_api_key(session, prefix)
+        audit.append(session, _actor(), "key.revoke", prefix, {"key_id": key.id})
+    console.print(f"revoked {prefix}")
+
+
+@site_app.command("webhook")
+def site_webhook(
+    name: Annotated[str, typer.Argument(help="The site.")],
+    url: Annotated[
+        str | None, typer.Option(help="Where decisions are POSTed; omit with --off.")
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Stop sending webhooks.")] = False,
+    rotate_secret: Annotated[bool, typer.Option(help="Issue a new signing secret.")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Set where a site receives decision webhooks; prints the signing secret."""
+    if not off and not url:
+        raise typer.BadParameter("give --url URL, or --off")
+    if url and not url.startswith(("http://", "https://")):
+        raise typer.BadParameter("the URL must start with http:// or https://")
+    _, database = _database(data_dir, config)
+    with database.session() as session:
+        site = sites.get_site(session, name)
+        secret = sites.set_webhook(site, None if off else url, rotate_secret=rotate_secret)
+        audit.append(
+            session,
+            _actor(),
+            "site.webhook",
+            name,
+            {"url": None if off else url, "rotated": rotate_secret},
+        )
+    if off:
+        console.print(f"webhooks for {name} are off")
+    else:
+        console.print(f"webhooks for {name} go to {url}\nsigning secret: {secret}")
+
+
+# --- banks ---------------------------------------------------------------------------------------
+
+
+@bank_app.command("create")
+def bank_create(
+    name: Annotated[str, typer.Argument()],
+    hash_type: Annotated[HashType, typer.Option("--type", help="The hash type the bank holds.")],
+    action: Annotated[BankAction, typer.Option(help="block, hold, or ignore (an allow-list).")],
+    threshold: Annotated[int | None, typer.Option(help="PDQ match distance (default 31).")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it switched off.")] = False,
+    description: Annotated[str | None, typer.Option()] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Create a bank."""
+    settings, database = _database(data_dir, config)
+    bank = admin.create_bank(
+        database,
+        settings.matching,
+        name=name,
+        hash_type=hash_type,
+        action=action,
+        threshold=threshold,
+        enabled=not disabled,
+        description=description,
+        actor=_actor(),
+    )
+    console.print(
+        f"created bank {bank.name}: {bank.hash_type}, {bank.action}, threshold {bank.threshold}"
+    )
+
+
+@bank_app.command("set")
+def bank_set(
+    name: Annotated[str, typer.Argument()],
+    action: Annotated[BankAction | None, typer.Option()] = None,
+    threshold: Annotated[int | None, typer.Option()] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Change a bank's action, threshold or enabled flag."""
+    _, database = _database(data_dir, config)
+    bank = admin.update_bank(
+        database,
+        name,
+        action=action,
+        threshold=threshold,
+        enabled=enabled,
+        description=description,
+        actor=_actor(),
+    )
+    state = "enabled" if bank.enabled else "disabled"
+    console.print(f"bank {bank.name}: {bank.action}, threshold {bank.threshold}, {state}")
+
+
+@bank_app.command("list")
+def bank_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """List banks and their sizes."""
+    _, database = _database(data_dir, config)
+    table = Table("name", "type", "action", "threshold", "enabled", "hashes")
+    with database.session() as session:
+        for bank in bank_store.list_banks(session):
+            table.add_row(
+                bank.name,
+                bank.hash_type,
+                bank.action,
+                str(bank.threshold),
+                "yes" if bank.enabled else "no",
+                f"{bank.hash_count:,}",
+            )
+    console.print(table)
+
+
+@bank_app.command("import")
+def bank_import(
+    name: Annotated[str, typer.Argument()],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    column: Annotated[str | None, typer.Option(help="The CSV column holding the hashes.")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Import a hash list (one per line, or CSV); bad lines are reported, not fatal."""
+    settings, database = _database(data_dir, config)
+    with (
+        file.open("rb") as stream,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=errors,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task(f"importing into {name}", total=file.stat().st_size)
+        report = importer.import_file(
+            database,
+            name,
+            stream,
+            actor=_actor(),
+            column=column,
+            quality_floor=settings.matching.pdq_quality_floor,
+            progress=lambda consumed: progress.advance(task, consumed),
+        )
+    console.print(
+        f"{name}: {report.added:,} added, {report.already_present:,} already present, "
+        f"{report.low_quality:,} below the quality floor, {report.bad_line_count:,} bad lines"
+    )
+    for bad in report.bad_lines:
+        errors.print(f"  line {bad.line}: {bad.error}", highlight=False)
+    if report.bad_line_count > len(report.bad_lines):
+        errors.print(f"  ... and {report.bad_line_count - len(report.bad_lines):,} more")
+
+
+@bank_app.command("remove")
+def bank_remove_hash(
+    name: Annotated[str, typer.Argument()],
+    value: Annotated[str, typer.Argument(help="The hash to remove.")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Remove one hash from a bank."""
+    _, database = _database(data_dir, config)
+    removed = admin.remove_hash(database, name, value, actor=_actor())
+    console.print(f"removed {removed} from {name}")
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+@app.command("hash")
+def hash_files(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Print the SHA-256, MD5, SHA-1 and per-frame PDQ hashes of image files."""
+    settings = _settings(data_dir, config)
+    bytes_hashers, frame_hashers = default_hashers()
+    failed = False
+    for file in files:
+        try:
+            data = _read_limited(file, settings.intake.max_bytes)
+            image = open_image(data, settings.intake)
+            record: dict[str, Any] = compute_signals(
+                image, bytes_hashers, frame_hashers
+            ).hashes_record()
+        except IntakeError as error:
+            failed = True
+            if as_json:
+                error_record = {"code": error.code, "message": error.message}
+                sys.stdout.write(json.dumps({"path": str(file), "error": error_record}) + "\n")
+            else:
+                errors.print(f"{file}: {error.message}", highlight=False)
+            continue
+        if as_json:
+            sys.stdout.write(json.dumps({"path": str(file), **record}) + "\n")
+            continue
+        console.print(f"[bold]{file}[/]", highlight=False)
+        for kind in ("sha256", "md5", "sha1"):
+            console.print(f"  {kind:<7} {record[kind]}", highlight=False)
+        for entry in record["pdq"]:
+            extra = f", over {entry['background']}" if "background" in entry else ""
+            where = f"quality {entry['quality']}, frame {entry['frame']}{extra}"
+            console.print(f"  pdq     {entry['hash']}  {where}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _read_limited(file: Path, limit: int) -> bytes:
+    with file.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ImageTooLarge(f"the file is over the limit of {limit} bytes")
+    return data
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[Path], typer.Argument(exists=True, help="Files or folders to screen.")],
+    report: Annotated[
+        Path, typer.Option(help="JSON-lines report; an existing one is resumed.")
+    ] = Path("vigil-scan.jsonl"),
+    workers: Annotated[int, typer.Option(help="Processes (default: every core).")] = 0,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Screen existing images (an archive, after new hashes arrive); nothing is recorded."""
+    from vigil import scan as scanning
+
+    settings, database = _database(data_dir, config)
+    database.dispose()
+    processes = workers or os.cpu_count() or 1
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.completed}/{task.total}",
+        TimeRemainingColumn(),
+        console=errors,
+    ) as progress:
+        task = progress.add_task("screening", total=None)
+        summary = scanning.scan(
+            settings,
+            paths,
+            report,
+            workers=processes,
+            on_start=lambda total: progress.update(task, total=total),
+            on_result=lambda _result: progress.advance(task),
+        )
+    table = Table("result", "files")
+    for outcome in ("block", "hold", "allow", scanning.REFUSED, scanning.UNREADABLE):
+        table.add_row(outcome, f"{summary.counts.get(outcome, 0):,}")
+    console.print(table)
+    if summary.skipped_already_done:
+        console.print(
+            f"{summary.skipped_already_done:,} files were already in the report (resumed)"
+        )
+    console.print(f"report: {report.resolve()}")
+
+
+def main() -> None:
+    """Entry point: errors Vigil understands print as one line, never as a traceback."""
+    try:
+        app()
+    except VigilError as error:
+        errors.print(f"[red]error:[/] {error.message}", highlight=False)
+        sys.exit(1)
+    except ValidationError as error:
+        errors.print(f"[red]invalid configuration:[/] {error}", highlight=False)
+        sys.exit(2)
+    except FileNotFoundError as error:
+        errors.print(f"[red]error:[/] {error}", highlight=False)
+        sys.exit(1)
+    except SQLAlchemyError as error:
+        errors.print(f"[red]database error:[/] {error}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Prometheus metrics: decisions, screening latency, refusals, webhook outcomes, bank sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from vigil.store.database import Database
+from vigil.store.models import Bank, Submission
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """One registry per process (a fresh one per app in tests)."""
+
+    def __init__(self, database: Database) -> None:
+        self.registry = CollectorRegistry()
+        self.submissions = Counter(
+            "vigil_submissions",
+            "Screened submissions by decision.",
+            ["decision"],
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "vigil_refused_uploads",
+            "Uploads refused at intake, by error code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.unavailable = Counter(
+            "vigil_screening_unavailable",
+            "Screenings that failed closed (HTTP 503).",
+            registry=self.registry,
+        )
+        self.reviews = Counter(
+            "vigil_review_decisions",
+            "Moderator decisions on held submissions.",
+            ["decision"],
+            registry=self.registry,
+        )
+        self.webhook_attempts = Counter(
+            "vigil_webhook_attempts",
+            "Webhook delivery attempts by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.screening_seconds = Histogram(
+            "vigil_screening_seconds",
+            "Time to screen one upload (decode, hash, match, record).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_DatabaseGauges(database))
+
+
+class _DatabaseGauges(Collector):
+    """Read at scrape time, so every process reports the same shared numbers."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        sizes = GaugeMetricFamily(
+            "vigil_bank_hashes",
+            "Hashes in each bank.",
+            labels=["bank", "hash_type", "action", "enabled"],
+        )
+        pending = GaugeMetricFamily("vigil_review_pending", "Held submissions awaiting a decision.")
+        try:
+            with self._database.session() as session:
+                for bank in session.scalars(select(Bank)):
+                    labels = [bank.name, bank.hash_type, bank.action, str(bank.enabled).lower()]
+                    sizes.add_metric(labels, bank.hash_count)
+                waiting = session.scalar(
+                    select(func.count()).where(Submission.review_state == "pending")
+                )
+                pending.add_metric([], waiting or 0)
+        except SQLAlchemyError:
+            return  # /readyz reports the database; a scrape must still succeed
+        yield sizes
+        yield pending

@@ -1,0 +1,17 @@
+"""Policy: signals + uploader trust + site settings -> allow / hold / block, with reasons."""
+
+from vigil.policy.decision import Decision, Reason, Verdict
+from vigil.policy.rules import ScreeningFacts, decide, is_new_uploader
+from vigil.policy.uploader import TrustLevel, UploaderContext, UploadKind
+
+__all__ = [
+    "Decision",
+    "Reason",
+    "ScreeningFacts",
+    "TrustLevel",
+    "UploadKind",
+    "UploaderContext",
+    "Verdict",
+    "decide",
+    "is_new_uploader",
+]

@@ -1,0 +1,30 @@
+"""What the site tells Vigil about who uploaded an image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class TrustLevel(StrEnum):
+    NEW = "new"
+    BASIC = "basic"
+    TRUSTED = "trusted"
+    STAFF = "staff"
+
+
+class UploadKind(StrEnum):
+    POST = "post"
+    AVATAR = "avatar"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class UploaderContext:
+    uploader_id: str | None = None
+    account_created_at: datetime | None = None
+    trust_level: TrustLevel | None = None
+    ip: str | None = None
+    kind: UploadKind | None = None
+    ref: str | None = None

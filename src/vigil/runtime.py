@@ -1,0 +1,53 @@
+"""One process's Vigil: settings, database, index, stores and services, wired once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vigil.actions.images import ImageStore
+from vigil.config import Settings
+from vigil.matching.matcher import Matcher
+from vigil.metrics import Metrics
+from vigil.screening import Screener, ScreeningService
+from vigil.store import sites
+from vigil.store.database import Database
+
+BOOTSTRAP_SITE = "default"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    matcher: Matcher
+    images: ImageStore
+    metrics: Metrics
+    screener: Screener
+    screening: ScreeningService
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        """Create the data folder if needed, bring the schema up to date, wire the services."""
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        database = Database(settings.resolved_database_url)
+        if migrate:
+            database.migrate()
+        matcher = Matcher(database, settings.matching)
+        images = ImageStore(settings.data_dir / "images")
+        metrics = Metrics(database)
+        screener = Screener(settings, matcher)
+        screening = ScreeningService(screener, database, images, metrics)
+        return cls(settings, database, matcher, images, metrics, screener, screening)
+
+    def close(self) -> None:
+        self.database.dispose()
+
+
+def ensure_bootstrap_key(database: Database) -> str | None:
+    """On a fresh instance, an admin key for the ``default`` site; None once any key exists."""
+    with database.session() as session:
+        if sites.count_api_keys(session):
+            return None
+        site = sites.get_or_create_site(session, BOOTSTRAP_SITE)
+        _, plain = sites.create_api_key(session, site, sites.Role.ADMIN)
+        return plain

@@ -1,0 +1,185 @@
+"""The screening path: intake -> signals -> matching -> policy -> actions, for one upload."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from vigil.actions.images import ImageStore
+from vigil.actions.submissions import record_screening
+from vigil.config import Settings
+from vigil.errors import IdempotencyConflict, IntakeError, ScreeningUnavailable, VigilError
+from vigil.intake import DecodedImage, open_image
+from vigil.matching.matcher import Matcher, MatchReport
+from vigil.metrics import Metrics
+from vigil.policy import Decision, ScreeningFacts, UploaderContext, Verdict, decide
+from vigil.signals import BytesHasher, FrameHasher, Signals, compute_signals, default_hashers
+from vigil.store.database import Database
+from vigil.store.models import Submission
+from vigil.store.sites import SiteRef
+from vigil.store.submissions import find_by_idempotency_key
+from vigil.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything screening established about one image, before anything is recorded."""
+
+    image: DecodedImage
+    signals: Signals
+    matches: MatchReport
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class ScreeningOutcome:
+    submission: Submission
+    replayed: bool  # an Idempotency-Key returned an earlier submission
+
+
+class Screener:
+    def __init__(
+        self,
+        settings: Settings,
+        matcher: Matcher,
+        *,
+        bytes_hashers: Sequence[BytesHasher] | None = None,
+        frame_hashers: Sequence[FrameHasher] | None = None,
+    ) -> None:
+        default_bytes, default_frames = default_hashers()
+        self.settings = settings
+        self.matcher = matcher
+        self.bytes_hashers = list(bytes_hashers if bytes_hashers is not None else default_bytes)
+        self.frame_hashers = list(frame_hashers if frame_hashers is not None else default_frames)
+
+    def evaluate(
+        self, data: bytes, uploader: UploaderContext, now: datetime | None = None
+    ) -> Evaluation:
+        """Decode, hash, match and decide; records nothing. Raises IntakeError for bad input."""
+        image = open_image(data, self.settings.intake)
+        signals = compute_signals(image, self.bytes_hashers, self.frame_hashers)
+        matches = self.matcher.match(signals)
+        facts = ScreeningFacts(matches, image.frame_count, signals.frames_screened)
+        decision = decide(facts, uploader, self.settings.policy, now or utcnow())
+        return Evaluation(image, signals, matches, decision)
+
+
+class ScreeningService:
+    """Screens an upload and records it: the one path every API screening takes.
+
+    Fails closed: anything but a refusal of the upload itself becomes
+    :class:`ScreeningUnavailable` (HTTP 503), which tells the site to hold the image.
+    """
+
+    def __init__(
+        self, screener: Screener, database: Database, images: ImageStore, metrics: Metrics
+    ) -> None:
+        self.screener = screener
+        self.database = database
+        self.images = images
+        self.metrics = metrics
+
+    def screen(
+        self,
+        site: SiteRef,
+        data: bytes,
+        uploader: UploaderContext,
+        *,
+        idempotency_key: str | None,
+        actor: str,
+    ) -> ScreeningOutcome:
+        started = time.perf_counter()
+        try:
+            outcome = self._screen(site, data, uploader, idempotency_key, actor)
+        except IntakeError as error:
+            self.metrics.refused.labels(error.code).inc()
+            raise
+        except ScreeningUnavailable:
+            self.metrics.unavailable.inc()
+            raise
+        except VigilError:
+            raise
+        except Exception as error:
+            log.exception("screening failed; answering 503 so the site holds the image")
+            self.metrics.unavailable.inc()
+            raise ScreeningUnavailable(
+                "Vigil could not screen this image (internal error); hold it and retry"
+            ) from error
+        if not outcome.replayed:
+            self.metrics.submissions.labels(outcome.submission.decision).inc()
+            self.metrics.screening_seconds.observe(time.perf_counter() - started)
+        return outcome
+
+    def _screen(
+        self,
+        site: SiteRef,
+        data: bytes,
+        uploader: UploaderContext,
+        idempotency_key: str | None,
+        actor: str,
+    ) -> ScreeningOutcome:
+        digest = hashlib.sha256(data).hexdigest()
+        if idempotency_key:
+            earlier = self._earlier_submission(site, idempotency_key, digest)
+            if earlier is not None:
+                return ScreeningOutcome(earlier, replayed=True)
+        now = utcnow()
+        evaluation = self.screener.evaluate(data, uploader, now)
+        submission_id = str(uuid.uuid4())
+        # The file is written first: no row ever points to an image that is not on disk.
+        image_path = None
+        if evaluation.decision.verdict is not Verdict.ALLOW:
+            image_path = self.images.save(submission_id, data)
+        try:
+            with self.database.session() as session:
+                submission = record_screening(
+                    session,
+                    submission_id=submission_id,
+                    site_id=site.id,
+                    site_name=site.name,
+                    idempotency_key=idempotency_key,
+                    uploader=uploader,
+                    image=evaluation.image,
+                    signals=evaluation.signals,
+                    decision=evaluation.decision,
+                    image_path=image_path,
+                    actor=actor,
+                    now=now,
+                )
+        except IntegrityError as error:
+            self._discard(image_path)
+            # Two requests with one Idempotency-Key raced; the other one recorded first.
+            if idempotency_key:
+                earlier = self._earlier_submission(site, idempotency_key, digest)
+                if earlier is not None:
+                    return ScreeningOutcome(earlier, replayed=True)
+            raise ScreeningUnavailable("the screening could not be recorded") from error
+        except SQLAlchemyError as error:
+            self._discard(image_path)
+            raise ScreeningUnavailable(
+                "the database cannot record screenings right now; hold the image and retry"
+            ) from error
+        return ScreeningOutcome(submission, replayed=False)
+
+    def _earlier_submission(self, site: SiteRef, key: str, digest: str) -> Submission | None:
+        with self.database.session() as session:
+            earlier = find_by_idempotency_key(session, site.id, key)
+        if earlier is not None and earlier.sha256 != digest:
+            raise IdempotencyConflict(
+                "this Idempotency-Key was already used for a different image; "
+                "use a new key for each upload"
+            )
+        return earlier
+
+    def _discard(self, image_path: str | None) -> None:
+        if image_path:
+            self.images.delete(image_path)

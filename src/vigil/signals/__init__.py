@@ -1,0 +1,61 @@
+"""Signals: what can be said about an image. Hashers today; classifiers plug in beside them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vigil.intake import DecodedImage
+from vigil.signals.base import (
+    BytesHasher,
+    FrameHash,
+    FrameHasher,
+    HashType,
+    Signals,
+    normalize_hash,
+)
+from vigil.signals.digests import FileDigester
+from vigil.signals.pdq import PdqHasher
+
+__all__ = [
+    "BytesHasher",
+    "FileDigester",
+    "FrameHash",
+    "FrameHasher",
+    "HashType",
+    "PdqHasher",
+    "Signals",
+    "compute_signals",
+    "default_hashers",
+    "normalize_hash",
+]
+
+
+def default_hashers() -> tuple[list[BytesHasher], list[FrameHasher]]:
+    return [FileDigester()], [PdqHasher()]
+
+
+def compute_signals(
+    image: DecodedImage,
+    bytes_hashers: Sequence[BytesHasher],
+    frame_hashers: Sequence[FrameHasher],
+) -> Signals:
+    """Run every hasher over the image: byte hashers once, frame hashers on each distinct frame.
+
+    Frames identical to the one before (common in animations) are counted as screened but not
+    hashed again: their hashes would be the same.
+    """
+    digests: dict[HashType, str] = {}
+    for bytes_hasher in bytes_hashers:
+        digests.update(bytes_hasher.hash_bytes(image.data))
+    frame_hashes: list[FrameHash] = []
+    screened = 0
+    previous: tuple[str, tuple[int, int], bytes] | None = None
+    for frame in image.frames():
+        screened += 1
+        fingerprint = (frame.image.mode, frame.image.size, frame.image.tobytes())
+        if fingerprint == previous:
+            continue
+        previous = fingerprint
+        for frame_hasher in frame_hashers:
+            frame_hashes.extend(frame_hasher.hash_frame(frame))
+    return Signals(digests=digests, frame_hashes=tuple(frame_hashes), frames_screened=screened)

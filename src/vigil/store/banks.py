@@ -1,0 +1,172 @@
+"""Banks and their hashes in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from vigil.errors import Conflict, NotFound
+from vigil.matching.banks import BankAction, BankInfo
+from vigil.signals.base import HashType
+from vigil.store.models import Bank, BankGeneration, BankHash
+from vigil.store.types import utcnow
+
+
+def to_info(bank: Bank) -> BankInfo:
+    return BankInfo(
+        id=bank.id,
+        name=bank.name,
+        hash_type=HashType(bank.hash_type),
+        action=BankAction(bank.action),
+        threshold=bank.threshold,
+        enabled=bank.enabled,
+    )
+
+
+def bump_generation(session: Session) -> None:
+    """Tell every process's index that banks changed (in the same transaction as the change)."""
+    session.execute(
+        update(BankGeneration)
+        .where(BankGeneration.id == 1)
+        .values(generation=BankGeneration.generation + 1)
+    )
+
+
+def current_generation(session: Session) -> int:
+    return int(session.scalar(select(BankGeneration.generation).where(BankGeneration.id == 1)) or 0)
+
+
+def create_bank(
+    session: Session,
+    name: str,
+    hash_type: HashType,
+    action: BankAction,
+    threshold: int,
+    *,
+    enabled: bool = True,
+    description: str | None = None,
+) -> Bank:
+    if session.scalar(select(Bank.id).where(Bank.name == name)) is not None:
+        raise Conflict(f"a bank named {name!r} exists already")
+    bank = Bank(
+        name=name,
+        hash_type=hash_type.value,
+        action=action.value,
+        threshold=threshold,
+        enabled=enabled,
+        description=description,
+        hash_count=0,
+    )
+    session.add(bank)
+    session.flush()
+    bump_generation(session)
+    return bank
+
+
+def get_bank(session: Session, name: str) -> Bank:
+    bank = session.scalar(select(Bank).where(Bank.name == name))
+    if bank is None:
+        raise NotFound(f"no bank named {name!r}")
+    return bank
+
+
+def list_banks(session: Session) -> Sequence[Bank]:
+    return session.scalars(select(Bank).order_by(Bank.name)).all()
+
+
+def update_bank(
+    session: Session,
+    bank: Bank,
+    *,
+    action: BankAction | None = None,
+    threshold: int | None = None,
+    enabled: bool | None = None,
+    description: str | None = None,
+) -> Bank:
+    if action is not None:
+        bank.action = action.value
+    if threshold is not None:
+        bank.threshold = threshold
+    if enabled is not None:
+        bank.enabled = enabled
+    if description is not None:
+        bank.description = description
+    bank.updated_at = utcnow()
+    bump_generation(session)
+    return bank
+
+
+def add_hashes(session: Session, bank: Bank, values: Sequence[str]) -> int:
+    """Insert normalised hash values, skipping ones the bank holds already; returns how many
+    were new. Callers batch (thousands per call) so that huge lists stream."""
+    if not values:
+        return 0
+    now = utcnow()
+    rows = [
+        {"bank_id": bank.id, "value": value, "added_at": now} for value in dict.fromkeys(values)
+    ]
+    insert_new = _insert_ignoring_duplicates(session).returning(BankHash.id)
+    added = len(session.execute(insert_new, rows).all())
+    if added:
+        bank.hash_count += added
+        bank.updated_at = now
+        bump_generation(session)
+    return added
+
+
+def _insert_ignoring_duplicates(session: Session) -> sqlite.Insert | postgresql.Insert:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(BankHash).on_conflict_do_nothing()
+    return sqlite.insert(BankHash).on_conflict_do_nothing()
+
+
+def remove_hash(session: Session, bank: Bank, value: str) -> None:
+    entry = session.scalar(
+        select(BankHash).where(BankHash.bank_id == bank.id, BankHash.value == value)
+    )
+    if entry is None:
+        raise NotFound(f"bank {bank.name!r} does not hold {value}")
+    session.delete(entry)
+    bank.hash_count = max(0, bank.hash_count - 1)
+    bank.updated_at = utcnow()
+    bump_generation(session)
+
+
+def find_exact(session: Session, digests: Mapping[HashType, str]) -> list[tuple[BankInfo, str]]:
+    """Enabled banks holding one of these exact digests, with the digest each one holds."""
+    if not digests:
+        return []
+    rows = session.execute(
+        select(Bank, BankHash.value)
+        .join(BankHash, BankHash.bank_id == Bank.id)
+        .where(BankHash.value.in_(list(digests.values())), Bank.enabled.is_(True))
+    ).all()
+    found = []
+    for bank, value in rows:
+        # The same hex could in principle be a digest of another type; the bank's type decides.
+        if digests.get(HashType(bank.hash_type)) == value:
+            found.append((to_info(bank), value))
+    return found
+
+
+def iter_perceptual_entries(
+    session: Session, hash_type: HashType, batch_size: int = 50_000
+) -> Iterator[tuple[int, str]]:
+    """(bank id, hash) of every entry of the enabled banks of a perceptual hash type."""
+    result = session.execute(
+        select(BankHash.bank_id, BankHash.value)
+        .join(Bank, Bank.id == BankHash.bank_id)
+        .where(Bank.hash_type == hash_type.value, Bank.enabled.is_(True))
+        .execution_options(yield_per=batch_size)
+    )
+    yield from result.tuples()
+
+
+def enabled_banks(session: Session, hash_type: HashType) -> list[BankInfo]:
+    banks = session.scalars(
+        select(Bank).where(Bank.hash_type == hash_type.value, Bank.enabled.is_(True))
+    ).all()
+    return [to_info(bank) for bank in banks]

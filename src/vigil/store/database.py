@@ -1,0 +1,100 @@
+"""The one database access layer: engine, sessions and migrations, for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from vigil.errors import ScreeningUnavailable
+
+# How long SQLite waits for another writer before giving up (milliseconds).
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_BEGIN_OPTION = "vigil_sqlite_begin"
+
+
+class Database:
+    """Engine plus session factory. ``session()`` for reads and write-first transactions;
+    ``write_session()`` where a transaction reads and then writes what it read."""
+
+    def __init__(self, url: str, **engine_options: Any) -> None:
+        self.url = url
+        self.engine = _create_engine(url, **engine_options)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction committed when the block ends, rolled back if it raises."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """Like ``session()``, but takes SQLite's write lock up front, so a read-then-write
+        transaction waits its turn instead of failing when another writer got there first."""
+        with self._sessions() as session, session.begin():
+            # The option is read by the "begin" listener as the connection starts its transaction.
+            session.connection(execution_options={_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+            yield session
+
+    def ping(self) -> None:
+        """Raise :class:`ScreeningUnavailable` if the database cannot be reached."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as error:
+            raise ScreeningUnavailable(f"the database is unreachable: {error}") from error
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (a no-op when it is there already)."""
+        with self.engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(resources.files("vigil.store") / "migrations"))
+    return config
+
+
+def _create_engine(url: str, **engine_options: Any) -> Engine:
+    if not url.startswith("sqlite"):
+        engine_options.setdefault("pool_pre_ping", True)
+        return create_engine(url, **engine_options)
+    engine_options.setdefault("connect_args", {}).update(
+        check_same_thread=False, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000
+    )
+    engine = create_engine(url, **engine_options)
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see "begin").
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
+
+    return engine

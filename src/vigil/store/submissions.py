@@ -1,0 +1,25 @@
+"""Screened submissions."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vigil.errors import NotFound
+from vigil.store.models import Submission
+
+
+def get_submission(
+    session: Session, submission_id: str, *, site_id: int | None = None
+) -> Submission:
+    """The submission, or :class:`NotFound`; with ``site_id``, only one of that site's."""
+    submission = session.get(Submission, submission_id)
+    if submission is None or (site_id is not None and submission.site_id != site_id):
+        raise NotFound(f"no submission {submission_id!r}")
+    return submission
+
+
+def find_by_idempotency_key(session: Session, site_id: int, key: str) -> Submission | None:
+    return session.scalar(
+        select(Submission).where(Submission.site_id == site_id, Submission.idempotency_key == key)
+    )
