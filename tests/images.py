@@ -6,7 +6,7 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import GifImagePlugin, Image
 
 
 def make_photo(width: int = 640, height: int = 480, seed: int = 0) -> Image.Image:
@@ -42,4 +42,30 @@ def animated_gif(frames: Sequence[Image.Image], duration_ms: int = 100) -> bytes
     frames[0].save(
         buffer, "GIF", save_all=True, append_images=list(frames[1:]), duration=duration_ms, loop=0
     )
+    return buffer.getvalue()
+
+
+def gif_with_every_frame(frames: Sequence[Image.Image], duration_ms: int = 100) -> bytes:
+    """An animated GIF holding exactly these frames, repeats included.
+
+    Pillow's own GIF writer merges a frame identical to the one before into it (adding the
+    durations), so an animation that repeats a frame can only be written block by block. All
+    frames share one palette, so each decodes to exactly the same pixels wherever it appears.
+    """
+    width, height = frames[0].size
+    sheet = Image.new("RGB", (width, height * len(frames)))
+    for number, frame in enumerate(frames):
+        sheet.paste(frame.convert("RGB"), (0, height * number))
+    palette = sheet.quantize(256)
+    indexed = [
+        frame.convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames
+    ]
+    buffer = io.BytesIO()
+    header, _ = GifImagePlugin.getheader(indexed[0], indexed[0].getpalette())
+    for chunk in header:
+        buffer.write(chunk)
+    for frame in indexed:
+        for chunk in GifImagePlugin.getdata(frame, duration=duration_ms):
+            buffer.write(chunk)
+    buffer.write(b";")  # the GIF trailer
     return buffer.getvalue()

@@ -17,13 +17,14 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from vigil import __version__
 from vigil.config import Settings, load_settings
-from vigil.errors import ImageTooLarge, IntakeError, VigilError
+from vigil.errors import ImageTooLarge, IntakeError, InvalidConfiguration, VigilError
 from vigil.intake import open_image
 from vigil.matching import admin, importer
 from vigil.matching.banks import BankAction
@@ -47,9 +48,11 @@ app.add_typer(key_app, name="key")
 app.add_typer(site_app, name="site")
 app.add_typer(bank_app, name="bank")
 
-# soft_wrap: hashes and keys stay on one line, whatever the terminal width.
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+# soft_wrap: hashes and keys stay on one line, whatever the terminal width. No markup or emoji
+# codes: names, paths and messages come from users and files ("[draft] photo.jpg", a bank "[/]")
+# and must print exactly as they are, never as styles or as a MarkupError; styles are explicit.
+console = Console(soft_wrap=True, markup=False, emoji=False)
+errors = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
 
 DataDir = Annotated[
     Path | None,
@@ -85,7 +88,7 @@ def _database(data_dir: Path | None, config: Path | None) -> tuple[Settings, Dat
     """The settings and a migrated database, for commands that need no screening services."""
     settings = _settings(data_dir, config)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    database = Database(settings.resolved_database_url)
+    database = settings.open_database()
     database.migrate()
     return settings, database
 
@@ -108,21 +111,29 @@ def serve(
     from vigil.api import create_app
 
     settings = _settings(data_dir, config)
-    server = settings.server.model_copy(
-        update={
-            key: value for key, value in {"host": host, "port": port}.items() if value is not None
-        }
+    # Validated like the rest of the settings (model_copy would not): a port out of range is a
+    # one-line configuration error here, not a traceback from the socket layer later.
+    server = settings.server.model_validate(
+        settings.server.model_dump()
+        | {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
     )
     runtime = Runtime.open(settings)
     bootstrap_key = ensure_bootstrap_key(runtime.database)
     url = f"http://{server.host}:{server.port}"
-    console.print(f"[bold]Vigil {__version__}[/] - data in {settings.data_dir}")
-    console.print(f"Open [bold]{url}[/] (API documentation at {url}/docs)")
+    console.print(
+        Text.assemble((f"Vigil {__version__}", "bold"), f" - data in {settings.data_dir}")
+    )
+    console.print(Text.assemble("Open ", (url, "bold"), f" (API documentation at {url}/docs)"))
     if bootstrap_key:
         console.print(
-            "\n[bold yellow]Bootstrap admin API key[/] (shown this once; keep it safe):\n"
-            f"  {bootstrap_key}\n"
-            f"Use it as 'Authorization: Bearer <key>'. More keys: vigil key create --site NAME\n"
+            Text.assemble(
+                "\n",
+                ("Bootstrap admin API key", "bold yellow"),
+                " (shown this once; keep it safe):\n",
+                f"  {bootstrap_key}\n",
+                "Use it as 'Authorization: Bearer <key>'. "
+                "More keys: vigil key create --site NAME\n",
+            )
         )
     try:
         uvicorn.run(create_app(runtime), host=server.host, port=server.port, log_level="info")
@@ -157,7 +168,7 @@ def key_create(
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
     _, database = _database(data_dir, config)
-    with database.session() as session:
+    with database.write_session() as session:
         site_row = sites.get_or_create_site(session, site)
         key, plain = sites.create_api_key(session, site_row, role)
         audit.append(
@@ -192,7 +203,7 @@ def key_revoke(
 ) -> None:
     """Revoke a key at once."""
     _, database = _database(data_dir, config)
-    with database.session() as session:
+    with database.write_session() as session:
         key = sites.revoke_api_key(session, prefix)
         audit.append(session, _actor(), "key.revoke", prefix, {"key_id": key.id})
     console.print(f"revoked {prefix}")
@@ -215,7 +226,7 @@ def site_webhook(
     if url and not url.startswith(("http://", "https://")):
         raise typer.BadParameter("the URL must start with http:// or https://")
     _, database = _database(data_dir, config)
-    with database.session() as session:
+    with database.write_session() as session:
         site = sites.get_site(session, name)
         secret = sites.set_webhook(site, None if off else url, rotate_secret=rotate_secret)
         audit.append(
@@ -319,7 +330,7 @@ def bank_import(
     with (
         file.open("rb") as stream,
         Progress(
-            "[progress.description]{task.description}",
+            TextColumn("{task.description}", style="progress.description", markup=False),
             BarColumn(),
             DownloadColumn(),
             TimeRemainingColumn(),
@@ -392,7 +403,7 @@ def hash_files(
         if as_json:
             sys.stdout.write(json.dumps({"path": str(file), **record}) + "\n")
             continue
-        console.print(f"[bold]{file}[/]", highlight=False)
+        console.print(str(file), style="bold", highlight=False)
         for kind in ("sha256", "md5", "sha1"):
             console.print(f"  {kind:<7} {record[kind]}", highlight=False)
         for entry in record["pdq"]:
@@ -454,21 +465,30 @@ def scan(
     console.print(f"report: {report.resolve()}")
 
 
+def _failure(label: str, message: object) -> Text:
+    return Text.assemble((label, "red"), f" {message}")
+
+
 def main() -> None:
     """Entry point: errors Vigil understands print as one line, never as a traceback."""
     try:
         app()
+    except InvalidConfiguration as error:
+        errors.print(_failure("invalid configuration:", error.message), highlight=False)
+        sys.exit(2)
     except VigilError as error:
-        errors.print(f"[red]error:[/] {error.message}", highlight=False)
+        errors.print(_failure("error:", error.message), highlight=False)
         sys.exit(1)
     except ValidationError as error:
-        errors.print(f"[red]invalid configuration:[/] {error}", highlight=False)
+        errors.print(_failure("invalid configuration:", error), highlight=False)
         sys.exit(2)
-    except FileNotFoundError as error:
-        errors.print(f"[red]error:[/] {error}", highlight=False)
+    except OSError as error:
+        # Not only a missing file: a data folder that is a file, a report that is a folder, a
+        # folder without permission. The system's message names the path.
+        errors.print(_failure("error:", error), highlight=False)
         sys.exit(1)
     except SQLAlchemyError as error:
-        errors.print(f"[red]database error:[/] {error}", highlight=False)
+        errors.print(_failure("database error:", error), highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         errors.print("interrupted")

@@ -13,8 +13,9 @@ Unknown keys are errors, so a misspelt setting never silently leaves a default i
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
@@ -24,6 +25,11 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from vigil.errors import InvalidConfiguration
+
+if TYPE_CHECKING:
+    from vigil.store.database import Database
 
 DEFAULT_DATA_DIR = Path("vigil-data")
 CONFIG_FILE_NAME = "vigil.toml"
@@ -65,7 +71,7 @@ class IntakeSettings(_Section):
 
 class MatchingSettings(_Section):
     pdq_threshold: int = Field(
-        31, ge=0, le=256, description="Default PDQ match distance for a new bank."
+        31, ge=0, le=128, description="Default PDQ match distance for a new bank."
     )
     pdq_quality_floor: int = Field(
         50, ge=0, le=100, description="PDQ hashes of lower quality are too featureless to match."
@@ -115,6 +121,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite in the data folder."
     )
+    database_lock_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="SQLite: how long a write waits for another writer before Vigil answers 503.",
+    )
     server: ServerSettings = ServerSettings()
     intake: IntakeSettings = IntakeSettings()
     matching: MatchingSettings = MatchingSettings()
@@ -130,6 +141,14 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'vigil.db'}"
+
+    def open_database(self) -> Database:
+        """The database these settings point at (not yet migrated)."""
+        from vigil.store.database import Database
+
+        return Database(
+            self.resolved_database_url, lock_timeout_seconds=self.database_lock_timeout_seconds
+        )
 
     @classmethod
     def settings_customise_sources(
@@ -173,4 +192,7 @@ def load_settings(
     found = _config_file(init)
     if found is not None:
         init.setdefault("config", found)
-    return Settings(**init)
+    try:
+        return Settings(**init)
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidConfiguration(f"{init.get('config')} is not valid TOML: {error}") from error

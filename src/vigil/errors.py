@@ -64,6 +64,12 @@ class TooManyPixels(IntakeError):
 # --- the request around the image ----------------------------------------------------------------
 
 
+class InvalidConfiguration(VigilError):
+    """A configuration file that cannot be read as TOML."""
+
+    code = "invalid_configuration"
+
+
 class InvalidRequest(VigilError):
     code = "invalid_request"
     http_status = 400
@@ -101,6 +107,11 @@ class Unauthenticated(VigilError):
 class Forbidden(VigilError):
     code = "forbidden"
     http_status = 403
+
+
+class InvalidName(VigilError):
+    code = "invalid_name"
+    http_status = 422
 
 
 # --- banks ---------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ class Runtime:
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
         """Create the data folder if needed, bring the schema up to date, wire the services."""
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        database = Database(settings.resolved_database_url)
+        database = settings.open_database()
         if migrate:
             database.migrate()
         matcher = Matcher(database, settings.matching)
@@ -45,7 +45,7 @@ class Runtime:
 
 def ensure_bootstrap_key(database: Database) -> str | None:
     """On a fresh instance, an admin key for the ``default`` site; None once any key exists."""
-    with database.session() as session:
+    with database.write_session() as session:
         if sites.count_api_keys(session):
             return None
         site = sites.get_or_create_site(session, BOOTSTRAP_SITE)

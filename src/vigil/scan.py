@@ -21,12 +21,11 @@ from vigil.errors import ImageTooLarge, IntakeError
 from vigil.matching.matcher import Matcher
 from vigil.policy import UploaderContext
 from vigil.screening import Screener
-from vigil.store.database import Database
 
 REFUSED = "refused"  # not an image Vigil accepts
 UNREADABLE = "error"  # the file could not be read
 
-_screener: Screener | None = None  # one per worker process, built by _start_worker
+_screener: Screener | None = None  # one per worker process, built on its first file
 
 
 @dataclass
@@ -40,7 +39,11 @@ class ScanSummary:
 
 
 def find_files(paths: Iterable[Path], exclude: Path | None = None) -> list[Path]:
-    """Every regular file under ``paths``, sorted; symbolic links to folders are not followed."""
+    """Every regular file under ``paths``, sorted; symbolic links to folders are not followed.
+
+    A folder that cannot be listed raises its ``OSError``: skipped silently (``os.walk``'s
+    default), part of the archive would be reported as screened when it never was.
+    """
     found: list[Path] = []
     for path in paths:
         if path.is_file():
@@ -48,10 +51,14 @@ def find_files(paths: Iterable[Path], exclude: Path | None = None) -> list[Path]
             continue
         if not path.is_dir():
             raise FileNotFoundError(f"no such file or folder: {path}")
-        for folder, folders, files in os.walk(path):
+        for folder, folders, files in os.walk(path, onerror=_raise):
             folders.sort()
             found.extend(Path(folder, name).resolve() for name in sorted(files))
     return [file for file in dict.fromkeys(found) if file != exclude and file.is_file()]
+
+
+def _raise(error: OSError) -> None:
+    raise error
 
 
 def already_scanned(report: Path) -> set[str]:
@@ -102,27 +109,39 @@ def scan(
 
 def _screen_all(settings: Settings, todo: list[str], workers: int) -> Iterator[dict[str, Any]]:
     if workers <= 1 or len(todo) <= 1:
-        _start_worker(settings)
+        _remember_settings(settings)
         yield from map(screen_file, todo)
         return
     # "spawn": each worker starts clean and opens its own database connections.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_start_worker, initargs=(settings,)) as pool:
+    with context.Pool(workers, initializer=_remember_settings, initargs=(settings,)) as pool:
         yield from pool.imap_unordered(screen_file, todo, chunksize=4)
 
 
-def _start_worker(settings: Settings) -> None:
+_settings: Settings | None = None
+
+
+def _remember_settings(settings: Settings) -> None:
+    """Pool initializer: it must not fail (a failing initializer makes the pool respawn workers
+    forever), so the screener is built on the first file, where an error reaches the caller."""
+    global _settings, _screener
+    _settings, _screener = settings, None
+
+
+def _worker_screener() -> Screener:
     global _screener
-    database = Database(settings.resolved_database_url)
-    matcher = Matcher(database, settings.matching)
-    matcher.refresh()
-    _screener = Screener(settings, matcher)
+    if _screener is None:
+        assert _settings is not None, "the worker was not started"
+        matcher = Matcher(_settings.open_database(), _settings.matching)
+        matcher.refresh()
+        _screener = Screener(_settings, matcher)
+    return _screener
 
 
 def screen_file(path: str) -> dict[str, Any]:
     """The report line for one file."""
-    assert _screener is not None, "the worker was not started"
-    limit = _screener.settings.intake.max_bytes
+    screener = _worker_screener()
+    limit = screener.settings.intake.max_bytes
     try:
         with open(path, "rb") as handle:
             data = handle.read(limit + 1)
@@ -135,7 +154,7 @@ def screen_file(path: str) -> dict[str, Any]:
     try:
         if len(data) > limit:
             raise ImageTooLarge(f"the file is over the limit of {limit} bytes")
-        evaluation = _screener.evaluate(data, UploaderContext())
+        evaluation = screener.evaluate(data, UploaderContext())
     except IntakeError as error:
         return {
             "path": path,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, TiffImagePlugin
 
 from vigil.config import IntakeSettings
 from vigil.errors import CorruptImage, ImageTooLarge, TooManyPixels, VigilError
@@ -35,7 +35,11 @@ class Frame:
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """An accepted image: its format, size, frames, and which frames will not be screened."""
+    """An accepted image: its format, size, frames, and which frames will not be screened.
+
+    ``frames_to_screen`` is planned from the first frame's size; ``frames()`` may yield fewer when
+    later frames turn out larger, so count what it yields to know what was screened.
+    """
 
     data: bytes
     format: ImageFormat
@@ -59,6 +63,9 @@ class DecodedImage:
                 yield from self._frames_of_single_part()
         except VigilError:
             raise
+        except Image.DecompressionBombError as error:
+            # Pillow's own check when a later frame declares a huge canvas (GIF): still a bomb.
+            raise TooManyPixels(f"a frame declares too many pixels: {error}") from error
         except Exception as error:
             raise CorruptImage(f"the image could not be decoded: {_describe(error)}") from error
 
@@ -68,6 +75,10 @@ class DecodedImage:
                 yield Frame(index, _display_frame(picture, self.limits, draft=True))
 
     def _frames_of_single_part(self) -> Iterator[Frame]:
+        # The plan assumed every frame is as large as the first, but TIFF pages and HEIF images
+        # each have their own size: the budget is charged with each frame's real size before it
+        # is decoded, so a small first page cannot open the door to hundreds of huge ones.
+        budget = self.limits.max_animation_pixels
         with _open(self.data, self.format) as picture:
             for index in range(self.frames_to_screen):
                 if index:
@@ -76,6 +87,10 @@ class DecodedImage:
                     except EOFError:
                         return  # fewer frames than the header promised: all of them were seen
                     _check_pixels(picture.size, self.limits)
+                width, height = picture.size
+                budget -= width * height
+                if budget < 0 and index:
+                    return  # the rest stay unscreened, which the policy sees and holds
                 yield Frame(index, _display_frame(picture, self.limits, draft=index == 0))
 
 
@@ -100,6 +115,8 @@ def open_image(data: bytes, limits: IntakeSettings) -> DecodedImage:
 def _read_headers(
     data: bytes, image_format: ImageFormat, layout: Layout, limits: IntakeSettings
 ) -> DecodedImage:
+    if layout.canvas is not None:
+        _check_pixels(layout.canvas, limits)
     sizes: list[tuple[int, int]] = []
     frame_count = len(layout.parts)
     for start, end in layout.parts:
@@ -160,9 +177,37 @@ def _check_pixels(size: tuple[int, int], limits: IntakeSettings) -> None:
 
 
 def _displayed_size(picture: Image.Image) -> tuple[int, int]:
-    width, height = picture.size
-    orientation = picture.getexif().get(_ORIENTATION_TAG)
+    width, height = _stored_size(picture)
+    orientation = _header_orientation(picture)
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
+
+
+def _header_orientation(picture: Image.Image) -> int | None:
+    """The EXIF orientation, read without decoding pixels.
+
+    Pillow's PNG ``getexif()`` decodes the whole image to find an eXIf chunk placed after the
+    pixel data; here only a chunk before the pixels counts (``frames()`` applies either).
+    """
+    if picture.format == "PNG":
+        raw = picture.info.get("exif")
+        if not isinstance(raw, bytes):
+            return None
+        exif = Image.Exif()
+        exif.load(raw)
+        value = exif.get(_ORIENTATION_TAG)
+    else:
+        value = picture.getexif().get(_ORIENTATION_TAG)
+    return value if isinstance(value, int) else None
+
+
+def _stored_size(picture: Image.Image) -> tuple[int, int]:
+    """The size of the pixel data as stored, before any orientation is applied."""
+    if isinstance(picture, TiffImagePlugin.TiffImageFile):
+        # Pillow 11 and later report a TIFF's size already turned upright (Pillow 10 reported the
+        # stored size); the tags hold the stored size in every version.
+        tags = picture.tag_v2
+        return int(tags[TiffImagePlugin.IMAGEWIDTH]), int(tags[TiffImagePlugin.IMAGELENGTH])
+    return picture.size
 
 
 def _display_frame(picture: Image.Image, limits: IntakeSettings, *, draft: bool) -> Image.Image:
@@ -184,12 +229,16 @@ def _display_frame(picture: Image.Image, limits: IntakeSettings, *, draft: bool)
 
 
 def _display_mode(frame: Image.Image) -> Image.Image:
-    """RGB, or RGBA when transparency actually shows; 16-bit and float images scaled to 8 bits."""
+    """RGB, or RGBA when transparency actually shows; 16-bit and float images mapped to 8 bits
+    as a viewer shows them (full range to full range, not stretched to the image's own range)."""
     if frame.mode in _HIGH_BIT_DEPTH_MODES:
         values = np.asarray(frame, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) * (255.0 / (high - low)) if high > low else values * 0
-        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+        if frame.mode == "F":
+            scale = 255.0 if float(values.max(initial=0.0)) <= 1.0 else 1.0  # 0-1 or 0-255 data
+        else:
+            scale = 255.0 / 65535.0
+        grey = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
     if frame.mode in _ALPHA_MODES or "transparency" in frame.info:
         rgba = frame.convert("RGBA")
         alpha_low = rgba.getchannel("A").getextrema()[0]

@@ -25,6 +25,9 @@ class Layout:
     end: int | None
     # Frames counted from the structure itself, where that is cheap and exact (GIF).
     frame_count: int | None = None
+    # The largest canvas the frames draw on, where frames may reach past the declared size (GIF):
+    # checked before any decoder sees the file, because Pillow allocates it while seeking.
+    canvas: tuple[int, int] | None = None
 
 
 def inspect_layout(data: bytes, image_format: ImageFormat) -> Layout:
@@ -33,8 +36,8 @@ def inspect_layout(data: bytes, image_format: ImageFormat) -> Layout:
         parts = _jpeg_parts(data)
         return Layout(parts=parts, end=parts[-1][1])
     if image_format is ImageFormat.GIF:
-        end, frames = _gif_end(data)
-        return Layout(parts=((0, end),), end=end, frame_count=frames)
+        end, frames, canvas = _gif_end(data)
+        return Layout(parts=((0, end),), end=end, frame_count=frames, canvas=canvas)
     if image_format is ImageFormat.TIFF:
         return Layout(parts=((0, len(data)),), end=None)
     end = _END_FINDERS[image_format](data)
@@ -145,20 +148,17 @@ def _jpeg_end(data: bytes, start: int) -> int:
             position = _skip_entropy_coded_data(data, position)
 
 
+# In compressed scan data 0xFF is followed by 0x00 (a stuffed byte), a restart marker
+# (0xD0-0xD7) or fill (0xFF); anything else after 0xFF is the next real marker.
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
 def _skip_entropy_coded_data(data: bytes, position: int) -> int:
-    """Offset of the first real marker after compressed scan data (0xFF00 and restarts are data)."""
-    size = len(data)
-    while True:
-        candidate = data.find(b"\xff", position)
-        if candidate < 0 or candidate + 1 >= size:
-            raise _truncated("JPEG", "the compressed data ends without an end-of-image marker")
-        following = data[candidate + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7:
-            position = candidate + 2
-        elif following == 0xFF:
-            position = candidate + 1
-        else:
-            return candidate
+    """Offset of the first real marker after compressed scan data."""
+    found = _MARKER_AFTER_SCAN.search(data, position)
+    if found is None:
+        raise _truncated("JPEG", "the compressed data ends without an end-of-image marker")
+    return found.start()
 
 
 # --- PNG, WebP, BMP, HEIF -------------------------------------------------------------------------
@@ -202,6 +202,17 @@ def _bmp_end(data: bytes) -> int:
     return declared
 
 
+# Boxes that stand at the top level of ISO base media files (ISO/IEC 14496-12 and 23008-12). A box
+# of one of these types that runs past the end of the file was cut off; any other "box" that does
+# is not part of the image at all but data appended behind it.
+_ISO_TOP_LEVEL_BOXES = frozenset(
+    {
+        b"ftyp", b"styp", b"meta", b"mdat", b"moov", b"moof", b"mfra", b"free", b"skip",
+        b"uuid", b"pdin", b"sidx", b"ssix", b"prft", b"emsg", b"meco",
+    }
+)  # fmt: skip
+
+
 def _heif_end(data: bytes) -> int:
     """Walk the top-level ISO base media boxes; every byte must belong to one."""
     size = len(data)
@@ -224,6 +235,8 @@ def _heif_end(data: bytes) -> int:
         if box_size < header:
             raise _truncated("HEIF", f"the box at byte {position} has an impossible size")
         if position + box_size > size:
+            if box_type not in _ISO_TOP_LEVEL_BOXES:
+                raise PolyglotImage(f"other data follows the image boxes at byte {position}")
             raise _truncated("HEIF", f"the {box_type.decode()} box runs past the end of the file")
         position += box_size
     return position
@@ -240,34 +253,45 @@ _END_FINDERS = {
 # --- GIF -----------------------------------------------------------------------------------------
 
 
-def _gif_end(data: bytes) -> tuple[int, int]:
-    """Offset past the trailer and the number of frames, without decompressing anything."""
+def _gif_end(data: bytes) -> tuple[int, int, tuple[int, int]]:
+    """Offset past the trailer, the number of frames and the canvas, decompressing nothing.
+
+    A frame may lie partly outside the logical screen; decoders then grow the canvas to hold it,
+    so the canvas is the logical screen stretched to reach every frame.
+    """
     size = len(data)
     if size < 13:
         raise _truncated("GIF", "the header is incomplete")
+    canvas_width, canvas_height = _u16(data, 6), _u16(data, 8)
     position = 13 + _colour_table_size(data[10])
     frames = 0
     while True:
         if position >= size:
             if position == size and frames:
                 # Many encoders omit the one-byte trailer; every frame is still complete.
-                return size, frames
+                return size, frames, (canvas_width, canvas_height)
             raise _truncated("GIF", "the file ends before its first frame")
         introducer = data[position]
         if introducer == 0x3B:  # trailer
             if not frames:
                 raise _truncated("GIF", "the file has no frames")
-            return position + 1, frames
+            return position + 1, frames, (canvas_width, canvas_height)
         if introducer == 0x21:  # extension: label, then data sub-blocks
             position = _skip_sub_blocks(data, position + 2)
-        elif introducer == 0x2C:  # image descriptor
+        elif introducer == 0x2C:  # image descriptor: left, top, width, height, flags
             if position + 10 > size:
                 raise _truncated("GIF", "the file ends inside an image descriptor")
+            canvas_width = max(canvas_width, _u16(data, position + 1) + _u16(data, position + 5))
+            canvas_height = max(canvas_height, _u16(data, position + 3) + _u16(data, position + 7))
             position += 10 + _colour_table_size(data[position + 9]) + 1  # +1: LZW code size
             position = _skip_sub_blocks(data, position)
             frames += 1
         else:
             raise _truncated("GIF", f"unexpected block type 0x{introducer:02x} at byte {position}")
+
+
+def _u16(data: bytes, position: int) -> int:
+    return int.from_bytes(data[position : position + 2], "little")
 
 
 def _colour_table_size(flags: int) -> int:

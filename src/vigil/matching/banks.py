@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from vigil.errors import BankError
+from vigil.names import validate_name
 from vigil.signals.base import HashType
-
-_BANK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 class BankAction(StrEnum):
@@ -44,12 +42,7 @@ class Match:
 
 
 def validate_bank_name(name: str) -> str:
-    if not _BANK_NAME.fullmatch(name):
-        raise BankError(
-            "a bank name is 1-100 characters: letters, digits, '_', '.', '-', "
-            "starting with a letter or digit"
-        )
-    return name
+    return validate_name("bank", name)
 
 
 def validate_threshold(hash_type: HashType, threshold: int) -> int:

@@ -119,7 +119,10 @@ def _store(
 
     def flush() -> None:
         # One transaction per batch: a huge list commits as it goes and a crash loses one batch.
-        with database.session() as session:
+        # A write session because the batch reads the bank before writing: on SQLite a deferred
+        # transaction would fail at once ("database is locked") if anything else, such as a
+        # screening, wrote between that read and the insert.
+        with database.write_session() as session:
             bank = bank_store.get_bank(session, bank_name)
             added = bank_store.add_hashes(session, bank, batch)
         report.added += added
@@ -203,12 +206,24 @@ class _Layout:
 
     @classmethod
     def detect(cls, first_line: str, hash_type: HashType, column: str | None) -> _Layout:
+        # "hash  holiday, day 1.jpg" (sha256sum) or "hash  # note; see x" is one hash per line,
+        # whatever the rest holds; "hash ;90" is CSV with a space before its delimiter.
+        token, _, rest = first_line.partition(" ")
+        if (
+            column is None
+            and _is_hash(hash_type, token)
+            and not rest.lstrip().startswith(_DELIMITERS)
+        ):
+            return cls(None)
         delimiter = next((d for d in _DELIMITERS if d in first_line), None)
         if delimiter is None:
             if column is not None:
                 raise BankError(f"--column {column!r} given, but the file is not CSV")
             return cls(None)
-        fields = [value.strip() for value in _split(first_line, delimiter)]
+        try:
+            fields = [value.strip() for value in _split(first_line, delimiter)]
+        except csv.Error as error:
+            raise BankError(f"the first line is not valid CSV: {error}") from error
         if column is None:
             for index, value in enumerate(fields):
                 if _is_hash(hash_type, value):
@@ -231,7 +246,10 @@ class _Layout:
             value = line.split()[0]
             fields = [value]
         else:
-            fields = [field.strip() for field in _split(line, self.delimiter)]
+            try:
+                fields = [field.strip() for field in _split(line, self.delimiter)]
+            except csv.Error as error:  # e.g. a stray carriage return inside the line
+                return BadLine(number, f"not a valid CSV line: {error}")
             if self.hash_index >= len(fields):
                 return BadLine(
                     number, f"has {len(fields)} fields; the hash is field {self.hash_index + 1}"
@@ -243,9 +261,10 @@ class _Layout:
             return BadLine(number, error.message)
         if self.quality_index is not None and quality_floor is not None:
             quality = fields[self.quality_index] if self.quality_index < len(fields) else ""
-            if not quality.isdigit():
+            quality_value = _whole_number(quality)
+            if quality_value is None:
                 return BadLine(number, f"quality {quality!r} is not a whole number")
-            if int(quality) < quality_floor:
+            if quality_value < quality_floor:
                 return _LowQuality(number)
         return normalised
 
@@ -265,6 +284,13 @@ def _is_hash(hash_type: HashType, value: str) -> bool:
 def _headerless_quality_index(fields: list[str], hash_index: int) -> int | None:
     """PDQ tools write ``hash,quality[,name]``: a whole number 0-100 right after the hash."""
     following = hash_index + 1
-    if following < len(fields) and fields[following].isdigit() and int(fields[following]) <= 100:
-        return following
+    if following < len(fields):
+        quality = _whole_number(fields[following])
+        if quality is not None and quality <= 100:
+            return following
     return None
+
+
+def _whole_number(text: str) -> int | None:
+    # ASCII digits only: str.isdigit() also accepts characters such as '²' that int() refuses.
+    return int(text) if text.isascii() and text.isdigit() else None

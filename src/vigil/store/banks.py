@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -111,7 +111,9 @@ def add_hashes(session: Session, bank: Bank, values: Sequence[str]) -> int:
     insert_new = _insert_ignoring_duplicates(session).returning(BankHash.id)
     added = len(session.execute(insert_new, rows).all())
     if added:
-        bank.hash_count += added
+        # Incremented in SQL, not from the value read earlier: another import into this bank may
+        # have committed since (PostgreSQL), and its additions must not be overwritten.
+        bank.hash_count = Bank.hash_count + added
         bank.updated_at = now
         bump_generation(session)
     return added
@@ -124,13 +126,17 @@ def _insert_ignoring_duplicates(session: Session) -> sqlite.Insert | postgresql.
 
 
 def remove_hash(session: Session, bank: Bank, value: str) -> None:
-    entry = session.scalar(
-        select(BankHash).where(BankHash.bank_id == bank.id, BankHash.value == value)
+    # The delete itself says whether the row was there: a concurrent removal of the same hash
+    # then finds nothing and fails, instead of counting the removal twice.
+    removed = session.scalar(
+        delete(BankHash)
+        .where(BankHash.bank_id == bank.id, BankHash.value == value)
+        .returning(BankHash.id)
     )
-    if entry is None:
+    if removed is None:
         raise NotFound(f"bank {bank.name!r} does not hold {value}")
-    session.delete(entry)
-    bank.hash_count = max(0, bank.hash_count - 1)
+    # In SQL, for the same reason as in add_hashes.
+    bank.hash_count = case((Bank.hash_count > 0, Bank.hash_count - 1), else_=0)
     bank.updated_at = utcnow()
     bump_generation(session)
 
@@ -162,7 +168,7 @@ def iter_perceptual_entries(
         .where(Bank.hash_type == hash_type.value, Bank.enabled.is_(True))
         .execution_options(yield_per=batch_size)
     )
-    yield from result.tuples()
+    yield from result  # rows are tuples (Result.tuples() is deprecated since SQLAlchemy 2.1)
 
 
 def enabled_banks(session: Session, hash_type: HashType) -> list[BankInfo]:

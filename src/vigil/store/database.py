@@ -15,8 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.errors import ScreeningUnavailable
 
-# How long SQLite waits for another writer before giving up (milliseconds).
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 _BEGIN_OPTION = "vigil_sqlite_begin"
 
 
@@ -24,9 +22,9 @@ class Database:
     """Engine plus session factory. ``session()`` for reads and write-first transactions;
     ``write_session()`` where a transaction reads and then writes what it read."""
 
-    def __init__(self, url: str, **engine_options: Any) -> None:
+    def __init__(self, url: str, *, lock_timeout_seconds: float = 10.0) -> None:
         self.url = url
-        self.engine = _create_engine(url, **engine_options)
+        self.engine = _create_engine(url, lock_timeout_seconds)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -49,12 +47,18 @@ class Database:
             yield session
 
     def ping(self) -> None:
-        """Raise :class:`ScreeningUnavailable` if the database cannot be reached."""
+        """Raise :class:`ScreeningUnavailable` unless a screening could be recorded now.
+
+        On SQLite this takes the write lock (and lets go): reads keep working while another
+        process holds the lock, but no screening could be written.
+        """
         try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            with self._sessions() as session:
+                session.connection(execution_options={_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+                session.execute(text("SELECT 1"))
+                session.rollback()
         except SQLAlchemyError as error:
-            raise ScreeningUnavailable(f"the database is unreachable: {error}") from error
+            raise ScreeningUnavailable(f"the database cannot be written: {error}") from error
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (a no-op when it is there already)."""
@@ -73,14 +77,13 @@ def alembic_config() -> AlembicConfig:
     return config
 
 
-def _create_engine(url: str, **engine_options: Any) -> Engine:
+def _create_engine(url: str, lock_timeout_seconds: float) -> Engine:
     if not url.startswith("sqlite"):
-        engine_options.setdefault("pool_pre_ping", True)
-        return create_engine(url, **engine_options)
-    engine_options.setdefault("connect_args", {}).update(
-        check_same_thread=False, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": lock_timeout_seconds}
     )
-    engine = create_engine(url, **engine_options)
+    busy_timeout_ms = int(lock_timeout_seconds * 1000)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -90,7 +93,7 @@ def _create_engine(url: str, **engine_options: Any) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vigil.errors import NotFound
+from vigil.names import validate_name
 from vigil.store.models import ApiKey, Site
 from vigil.store.types import utcnow
 
@@ -57,6 +58,7 @@ def hash_key(key: str) -> str:
 
 
 def get_or_create_site(session: Session, name: str) -> Site:
+    validate_name("site", name)
     site = session.scalar(select(Site).where(Site.name == name))
     if site is None:
         site = Site(name=name)

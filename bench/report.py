@@ -1,0 +1,146 @@
+"""RESULTS.md: the machine, the method and the figures of one run, written in one go."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+
+from PIL import features
+
+from bench.fixtures import JPEG_QUALITY, BankSetup
+from bench.screening import DECODE, EVALUATE, HTTP, ROWS, SizeResult
+
+COMMAND = "make bench"
+
+
+@dataclass(frozen=True)
+class Run:
+    started: datetime
+    seconds: float
+    repeat: int
+    warmup: int
+    banks: BankSetup
+    results: Sequence[SizeResult]
+
+
+def machine() -> dict[str, str]:
+    """What the figures depend on: CPU, cores, Python and the imaging libraries."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "CPU": _cpu_model(),
+        "Cores": f"{os.cpu_count()} ({usable} usable by this process)",
+        "OS": platform.platform(),
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "Pillow": metadata.version("pillow"),
+        "libjpeg-turbo": features.version("libjpeg_turbo") or "not used",
+        "NumPy": metadata.version("numpy"),
+        "pdqhash": metadata.version("pdqhash"),
+        "SQLAlchemy": metadata.version("sqlalchemy"),
+        "FastAPI": metadata.version("fastapi"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown"
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() == "model name":
+            return value.strip()
+    return platform.processor() or "unknown"
+
+
+def render(run: Run) -> str:
+    lines = [
+        "# Screening benchmark",
+        "",
+        f"Produced by `{COMMAND}` on {run.started:%Y-%m-%d %H:%M} UTC in {run.seconds:.0f} s. "
+        "The next run overwrites this file; see `bench/README.md` for what each row means.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in machine().items()),
+        "",
+        "## Method",
+        "",
+        *_method(run),
+        "",
+        "## Headline: screening against decoding alone",
+        "",
+        "| Image | JPEG bytes | Decode alone (median) | `evaluate` (median) | × decode "
+        "| `POST /v1/screen` (median) | × decode |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+        *(_headline_row(result) for result in run.results),
+    ]
+    for result in run.results:
+        lines += ["", *_breakdown(result)]
+    return "\n".join(lines) + "\n"
+
+
+def _method(run: Run) -> list[str]:
+    banks = run.banks
+    return [
+        f"- Photo-like images generated in the run (`tests.images.make_photo`: gradients, shapes, "
+        f"grain), encoded as JPEG quality {JPEG_QUALITY}; nothing is downloaded.",
+        "- A real `Runtime` on SQLite in a temporary folder, default settings, with a PDQ "
+        f"`block` bank of {banks.pdq_hashes:,} random hashes and a SHA-256 `block` bank of "
+        f"{banks.sha256_hashes:,} (importing them took {banks.import_seconds:.1f} s, building "
+        f"the PDQ index {banks.index_build_seconds:.2f} s; neither is in the table). Every "
+        "photo is allowed, so no image file is written.",
+        f"- For each image size, every row is timed {run.repeat} times with "
+        f"`time.perf_counter` after {run.warmup} untimed warm-up rounds. The rows run "
+        "round-robin (each round runs every row once, starting one row later than the round "
+        "before), with `gc.collect()` between rounds, so the machine's noise is shared by all "
+        "rows of a size.",
+        "- Median and 90th percentile per row, in milliseconds. **× decode** is the row's median "
+        "divided by the median of decoding the same JPEG alone, measured in the same loop; "
+        "**of evaluate** is the row's median as a share of `screener.evaluate`'s (rows overlap, "
+        "so the shares do not add up).",
+    ]
+
+
+def _headline_row(result: SizeResult) -> str:
+    decode = result.baseline.median
+    evaluate = result.timings[EVALUATE.key].median
+    http = result.timings[HTTP.key].median
+    return (
+        f"| {result.size.label} ({result.size.width}×{result.size.height}) "
+        f"| {result.jpeg_bytes:,} | {_ms(decode)} | {_ms(evaluate)} | {evaluate / decode:.2f}× "
+        f"| {_ms(http)} | {http / decode:.2f}× |"
+    )
+
+
+def _breakdown(result: SizeResult) -> list[str]:
+    size = result.size
+    width, height = result.frame_size
+    decode = result.baseline.median
+    evaluate = result.timings[EVALUATE.key].median
+    lines = [
+        f"## {size.label}: {size.width}×{size.height}, {result.jpeg_bytes:,} bytes "
+        f"(intake decodes it to {width}×{height})",
+        "",
+        "| Step | median ms | p90 ms | × decode | of evaluate | n |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for row in ROWS:
+        timing = result.timings[row.key]
+        share = "" if row is DECODE else f"{timing.median / evaluate:.0%}"
+        lines.append(
+            f"| {row.label} | {_ms(timing.median)} | {_ms(timing.p90)} "
+            f"| {timing.median / decode:.2f}× | {share} | {timing.count} |"
+        )
+    return lines
+
+
+def _ms(seconds: float) -> str:
+    milliseconds = seconds * 1000
+    return f"{milliseconds:.3f}" if milliseconds < 1 else f"{milliseconds:.2f}"
