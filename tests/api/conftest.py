@@ -9,7 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.images import encode, make_photo
+from vigil.actions.images import ImageStore
 from vigil.config import Settings, load_settings
+from vigil.runtime import Runtime
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -71,6 +73,18 @@ def add_hashes(client: TestClient, headers: dict[str, str], bank: str, values: l
     response = client.post(f"/v1/banks/{bank}/hashes", headers=headers, json=values)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def hold_exactly(client: TestClient, headers: dict[str, str], image: bytes) -> None:
+    """Put the image's SHA-256 in the ``review`` hold bank (created on first use)."""
+    sha256 = screen(client, headers, image).json()["hashes"]["sha256"]
+    if client.get("/v1/banks/review", headers=headers).status_code == 404:
+        create_bank(client, headers, "review", "sha256", "hold")
+    add_hashes(client, headers, "review", [sha256])
+
+
+def has_stored_copy(runtime: Runtime, submission_id: str) -> bool:
+    return runtime.images.exists(ImageStore.relative_path(submission_id))
 
 
 def pdq_of(client: TestClient, headers: dict[str, str], data: bytes) -> str:

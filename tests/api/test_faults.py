@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import add_hashes, create_bank, screen
+from tests.api.conftest import hold_exactly, screen
 from tests.images import encode, make_photo
 from vigil.api import create_app
 from vigil.config import Settings, load_settings
@@ -48,13 +48,7 @@ def test_an_image_store_that_cannot_write_makes_a_hold_answer_503(
     client: TestClient, admin_headers: dict[str, str], runtime: Runtime
 ) -> None:
     image = encode(make_photo(seed=4), "JPEG")
-    create_bank(client, admin_headers, "review", "sha256", "hold")
-    add_hashes(
-        client,
-        admin_headers,
-        "review",
-        [screen(client, admin_headers, image).json()["hashes"]["sha256"]],
-    )
+    hold_exactly(client, admin_headers, image)
     # The store's folder is replaced by a file: every write fails, as on a full or read-only disk.
     store = runtime.images.root
     if store.exists():

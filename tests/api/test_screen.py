@@ -12,7 +12,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.api.conftest import add_hashes, create_bank, pdq_of, screen
+from tests.api.conftest import (
+    add_hashes,
+    create_bank,
+    has_stored_copy,
+    hold_exactly,
+    pdq_of,
+    screen,
+)
 from tests.images import animated_gif, encode, make_photo
 from vigil.config import Settings
 from vigil.runtime import Runtime
@@ -181,14 +188,12 @@ def test_a_held_image_is_never_reported_as_allowed_before_a_decision(
     client: TestClient, admin_headers: dict[str, str], runtime: Runtime
 ) -> None:
     image = encode(make_photo(seed=11), "JPEG")
-    create_bank(client, admin_headers, "review", "sha256", "hold")
-    sha256 = screen(client, admin_headers, image).json()["hashes"]["sha256"]
-    add_hashes(client, admin_headers, "review", [sha256])
+    hold_exactly(client, admin_headers, image)
 
     held = screen(client, admin_headers, image, {"uploader_id": "u9", "ref": "post-1"}).json()
     submission = f"/v1/submissions/{held['submission_id']}"
     before = [client.get(submission, headers=admin_headers).json() for _ in range(3)]
-    stored = runtime.images.exists(f"{held['submission_id'][:2]}/{held['submission_id']}")
+    stored = has_stored_copy(runtime, held["submission_id"])
     decided = client.post(
         f"{submission}/decision", headers=admin_headers, json={"decision": "allow", "note": "fine"}
     )
@@ -208,7 +213,7 @@ def test_a_held_image_is_never_reported_as_allowed_before_a_decision(
     assert after["decision_note"] == "fine"
     assert after["ref"] == "post-1"
     assert again.status_code == 409
-    assert not runtime.images.exists(f"{held['submission_id'][:2]}/{held['submission_id']}"), (
+    assert not has_stored_copy(runtime, held["submission_id"]), (
         "Vigil keeps no copy of an approved image"
     )
 
@@ -217,13 +222,7 @@ def test_a_rejected_held_image_becomes_blocked_and_stays_stored(
     client: TestClient, admin_headers: dict[str, str], runtime: Runtime
 ) -> None:
     image = encode(make_photo(seed=12), "JPEG")
-    create_bank(client, admin_headers, "review", "sha256", "hold")
-    add_hashes(
-        client,
-        admin_headers,
-        "review",
-        [screen(client, admin_headers, image).json()["hashes"]["sha256"]],
-    )
+    hold_exactly(client, admin_headers, image)
     held = screen(client, admin_headers, image).json()
 
     rejected = client.post(
@@ -233,7 +232,7 @@ def test_a_rejected_held_image_becomes_blocked_and_stays_stored(
     ).json()
 
     assert rejected["decision"] == "block"
-    assert runtime.images.exists(f"{held['submission_id'][:2]}/{held['submission_id']}")
+    assert has_stored_copy(runtime, held["submission_id"])
 
 
 def test_a_blocked_image_is_kept_aside_but_not_offered_for_review(
@@ -249,7 +248,7 @@ def test_a_blocked_image_is_kept_aside_but_not_offered_for_review(
         json={"decision": "allow"},
     )
 
-    assert runtime.images.exists(f"{blocked['submission_id'][:2]}/{blocked['submission_id']}")
+    assert has_stored_copy(runtime, blocked["submission_id"])
     assert decision.status_code == 409
 
 
@@ -258,7 +257,7 @@ def test_an_allowed_image_is_not_stored(
 ) -> None:
     allowed = screen(client, admin_headers, encode(make_photo(seed=13), "JPEG")).json()
     assert allowed["decision"] == "allow"
-    assert not runtime.images.exists(f"{allowed['submission_id'][:2]}/{allowed['submission_id']}")
+    assert not has_stored_copy(runtime, allowed["submission_id"])
 
 
 def test_the_same_idempotency_key_returns_the_same_submission(

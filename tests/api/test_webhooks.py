@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.api.conftest import add_hashes, create_bank, screen
+from tests.api.conftest import hold_exactly, screen
 from tests.images import encode, make_photo
 from tests.receiver import wait_until, webhook_receiver
 from vigil.actions.webhooks import sign, verify_signature
@@ -26,10 +26,7 @@ FAST_RETRIES = {"retry_base_seconds": 0.2, "retry_max_seconds": 1.0, "poll_secon
 def _held_submission(client: TestClient, headers: dict[str, str], seed: int) -> str:
     """Screen an image that a hold bank holds; returns the submission id."""
     image = encode(make_photo(seed=seed), "JPEG")
-    sha256 = screen(client, headers, image).json()["hashes"]["sha256"]
-    if client.get("/v1/banks/review", headers=headers).status_code == 404:
-        create_bank(client, headers, "review", "sha256", "hold")
-    add_hashes(client, headers, "review", [sha256])
+    hold_exactly(client, headers, image)
     held = screen(client, headers, image, {"uploader_id": "u1", "ref": f"post-{seed}"}).json()
     assert held["decision"] == "hold"
     return str(held["submission_id"])

@@ -19,9 +19,14 @@ class ImageStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    @staticmethod
+    def relative_path(name: str) -> str:
+        """Where ``name`` is kept, relative to the store (fanned out so no folder grows huge)."""
+        return f"{name[:2]}/{name}"
+
     def save(self, name: str, data: bytes) -> str:
         """Store ``data`` durably; returns the path relative to the store, for the database row."""
-        relative = Path(name[:2]) / name
+        relative = self.relative_path(name)
         target = self.root / relative
         try:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -37,7 +42,7 @@ class ImageStore:
                 raise
         except OSError as error:
             raise ScreeningUnavailable(f"the image store cannot write: {error}") from error
-        return relative.as_posix()
+        return relative
 
     def read(self, relative: str) -> bytes:
         return (self.root / relative).read_bytes()

@@ -223,7 +223,9 @@ def _display_frame(picture: Image.Image, limits: IntakeSettings, *, draft: bool)
     if max(width, height) > size:
         scale = size / max(width, height)
         target = (max(1, round(width * scale)), max(1, round(height * scale)))
-        return frame.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
+        # Bilinear (antialiased in Pillow: its support widens with the ratio) measured 40-50 %
+        # cheaper than bicubic per frame and moved PDQ hashes by 0-2 bits.
+        return frame.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
     # Detach from the file object, which moves on to (and paints over) the next frame.
     return frame.copy() if frame is picture else frame
 
