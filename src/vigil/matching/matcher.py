@@ -40,9 +40,12 @@ class Matcher:
         """The index, rebuilt first if the banks changed since it was built."""
         with self._database.session() as session:
             generation = bank_store.current_generation(session)
+        return self._index_at(generation)
+
+    def _index_at(self, generation: int) -> PdqIndex:
         if generation == self._index.generation:
             return self._index
-        with self._reload_lock:
+        with self._reload_lock:  # one rebuild at a time; the others wait for its result
             if self._index.generation != generation:
                 self._index = self._load()
         return self._index
@@ -56,11 +59,14 @@ class Matcher:
             return PdqIndex.build(banks, entries, generation)
 
     def match(self, signals: Signals) -> MatchReport:
-        index = self.refresh()
-        found: list[Match] = []
+        # One short transaction for both reads (a session costs more than these queries).
         with self._database.session() as session:
-            for bank, value in bank_store.find_exact(session, signals.digests):
-                found.append(Match(bank.name, bank.action, bank.hash_type, value, value, 0))
+            generation = bank_store.current_generation(session)
+            exact = bank_store.find_exact(session, signals.digests)
+        index = self._index_at(generation)
+        found = [
+            Match(bank.name, bank.action, bank.hash_type, value, value, 0) for bank, value in exact
+        ]
         for frame_hash in signals.frame_hashes:
             if frame_hash.quality < self._settings.pdq_quality_floor:
                 continue  # featureless images (flat colours) would match unrelated entries
