@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import cast
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import Table, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -108,8 +109,7 @@ def add_hashes(session: Session, bank: Bank, values: Sequence[str]) -> int:
     rows = [
         {"bank_id": bank.id, "value": value, "added_at": now} for value in dict.fromkeys(values)
     ]
-    insert_new = _insert_ignoring_duplicates(session).returning(BankHash.id)
-    added = len(session.execute(insert_new, rows).all())
+    added = _insert_new(session, rows)
     if added:
         # Incremented in SQL, not from the value read earlier: another import into this bank may
         # have committed since (PostgreSQL), and its additions must not be overwritten.
@@ -119,10 +119,19 @@ def add_hashes(session: Session, bank: Bank, values: Sequence[str]) -> int:
     return added
 
 
-def _insert_ignoring_duplicates(session: Session) -> sqlite.Insert | postgresql.Insert:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(BankHash).on_conflict_do_nothing()
-    return sqlite.insert(BankHash).on_conflict_do_nothing()
+def _insert_new(session: Session, rows: list[dict[str, object]]) -> int:
+    """Insert the rows the bank lacks; returns how many that was.
+
+    Core statements, not the ORM's bulk path (which cost as much as SQLite's own work). SQLite's
+    executemany sums the rows affected, and ignored duplicates affect none; psycopg reports no
+    count for a batch, so PostgreSQL returns the new ids (sent as multi-row VALUES).
+    """
+    table = cast(Table, BankHash.__table__)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing().returning(table.c.id)
+        return len(connection.execute(statement, rows).all())
+    return int(connection.execute(sqlite.insert(table).on_conflict_do_nothing(), rows).rowcount)
 
 
 def remove_hash(session: Session, bank: Bank, value: str) -> None:
