@@ -44,9 +44,6 @@ class ImageStore:
             raise ScreeningUnavailable(f"the image store cannot write: {error}") from error
         return relative
 
-    def read(self, relative: str) -> bytes:
-        return (self.root / relative).read_bytes()
-
     def delete(self, relative: str) -> None:
         (self.root / relative).unlink(missing_ok=True)
 

@@ -50,10 +50,6 @@ class DecodedImage:
     layout: Layout
     limits: IntakeSettings
 
-    @property
-    def unscreened_frames(self) -> int:
-        return self.frame_count - self.frames_to_screen
-
     def frames(self) -> Iterator[Frame]:
         """Decode the frames to screen, one at a time (an animation is never held in memory)."""
         try:

@@ -26,10 +26,6 @@ def vector_to_hex(vector: npt.NDArray[np.integer]) -> str:
     return np.packbits(vector.astype(np.uint8)).tobytes().hex()
 
 
-def hex_to_bytes(value: str) -> bytes:
-    return bytes.fromhex(value)
-
-
 def pdq_hash(image: Image.Image) -> tuple[str, int]:
     """PDQ hash (hex) and quality (0-100) of an RGB image."""
     if max(image.size) > PDQ_MAX_SIDE:

@@ -10,8 +10,6 @@ from sqlalchemy.orm import Session
 
 from vigil.store.models import AuditEvent
 
-SYSTEM_ACTOR = "system"
-
 
 def append(
     session: Session, actor: str, action: str, subject: str | None, details: dict[str, Any]

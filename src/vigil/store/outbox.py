@@ -93,11 +93,3 @@ def record_failure(
             last_error=error[:2000],
         )
     )
-
-
-def deliveries_for_site(session: Session, site_id: int) -> Sequence[WebhookDelivery]:
-    return session.scalars(
-        select(WebhookDelivery)
-        .where(WebhookDelivery.site_id == site_id)
-        .order_by(WebhookDelivery.id)
-    ).all()
