@@ -81,7 +81,7 @@ def assert_error_without_traceback(
 def database(data_dir: Path) -> Iterator[Database]:
     """The data folder's database, as the server would open it, to check what commands stored."""
     succeed("init", "--data-dir", data_dir)
-    opened = load_settings(data_dir=data_dir).open_database()
+    opened = Database.from_settings(load_settings(data_dir=data_dir))
     yield opened
     opened.dispose()
 

@@ -24,8 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vigil import __version__
 from vigil.config import Settings, load_settings
-from vigil.errors import ImageTooLarge, IntakeError, InvalidConfiguration, VigilError
-from vigil.intake import open_image
+from vigil.errors import IntakeError, InvalidConfiguration, VigilError
+from vigil.intake import open_image, read_limited
 from vigil.matching import admin, importer
 from vigil.matching.banks import BankAction
 from vigil.runtime import Runtime, ensure_bootstrap_key
@@ -88,7 +88,7 @@ def _database(data_dir: Path | None, config: Path | None) -> tuple[Settings, Dat
     """The settings and a migrated database, for commands that need no screening services."""
     settings = _settings(data_dir, config)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    database = settings.open_database()
+    database = Database.from_settings(settings)
     database.migrate()
     return settings, database
 
@@ -387,7 +387,8 @@ def hash_files(
     failed = False
     for file in files:
         try:
-            data = _read_limited(file, settings.intake.max_bytes)
+            with file.open("rb") as handle:
+                data = read_limited(handle, settings.intake.max_bytes)
             image = open_image(data, settings.intake)
             record: dict[str, Any] = compute_signals(
                 image, bytes_hashers, frame_hashers
@@ -412,14 +413,6 @@ def hash_files(
             console.print(f"  pdq     {entry['hash']}  {where}", highlight=False)
     if failed:
         raise typer.Exit(1)
-
-
-def _read_limited(file: Path, limit: int) -> bytes:
-    with file.open("rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise ImageTooLarge(f"the file is over the limit of {limit} bytes")
-    return data
 
 
 @app.command()

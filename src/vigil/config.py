@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
@@ -27,9 +27,6 @@ from pydantic_settings import (
 )
 
 from vigil.errors import InvalidConfiguration
-
-if TYPE_CHECKING:
-    from vigil.store.database import Database
 
 DEFAULT_DATA_DIR = Path("vigil-data")
 CONFIG_FILE_NAME = "vigil.toml"
@@ -141,14 +138,6 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'vigil.db'}"
-
-    def open_database(self) -> Database:
-        """The database these settings point at (not yet migrated)."""
-        from vigil.store.database import Database
-
-        return Database(
-            self.resolved_database_url, lock_timeout_seconds=self.database_lock_timeout_seconds
-        )
 
     @classmethod
     def settings_customise_sources(

@@ -29,7 +29,7 @@ class Runtime:
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
         """Create the data folder if needed, bring the schema up to date, wire the services."""
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        database = settings.open_database()
+        database = Database.from_settings(settings)
         if migrate:
             database.migrate()
         matcher = Matcher(database, settings.matching)

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from vigil.config import Settings
-from vigil.errors import ImageTooLarge, IntakeError
+from vigil.errors import IntakeError
+from vigil.intake import read_limited
 from vigil.matching.matcher import Matcher
 from vigil.policy import UploaderContext
 from vigil.screening import Screener
+from vigil.store.database import Database
 
 REFUSED = "refused"  # not an image Vigil accepts
 UNREADABLE = "error"  # the file could not be read
@@ -132,7 +134,7 @@ def _worker_screener() -> Screener:
     global _screener
     if _screener is None:
         assert _settings is not None, "the worker was not started"
-        matcher = Matcher(_settings.open_database(), _settings.matching)
+        matcher = Matcher(Database.from_settings(_settings), _settings.matching)
         matcher.refresh()
         _screener = Screener(_settings, matcher)
     return _screener
@@ -141,10 +143,11 @@ def _worker_screener() -> Screener:
 def screen_file(path: str) -> dict[str, Any]:
     """The report line for one file."""
     screener = _worker_screener()
-    limit = screener.settings.intake.max_bytes
     try:
         with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+            data = read_limited(handle, screener.settings.intake.max_bytes)
+    except IntakeError as error:
+        return _refused(path, error)
     except OSError as error:
         return {
             "path": path,
@@ -152,18 +155,20 @@ def screen_file(path: str) -> dict[str, Any]:
             "error": {"code": "unreadable", "message": str(error)},
         }
     try:
-        if len(data) > limit:
-            raise ImageTooLarge(f"the file is over the limit of {limit} bytes")
         evaluation = screener.evaluate(data, UploaderContext())
     except IntakeError as error:
-        return {
-            "path": path,
-            "decision": REFUSED,
-            "error": {"code": error.code, "message": error.message},
-        }
+        return _refused(path, error)
     return {
         "path": path,
         "decision": evaluation.decision.verdict.value,
         "reasons": [reason.as_dict() for reason in evaluation.decision.reasons],
         "hashes": evaluation.signals.hashes_record(),
+    }
+
+
+def _refused(path: str, error: IntakeError) -> dict[str, Any]:
+    return {
+        "path": path,
+        "decision": REFUSED,
+        "error": {"code": error.code, "message": error.message},
     }

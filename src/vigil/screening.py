@@ -127,7 +127,8 @@ class ScreeningService:
         idempotency_key: str | None,
         actor: str,
     ) -> ScreeningOutcome:
-        digest = hashlib.sha256(data).hexdigest()
+        # Only an Idempotency-Key needs this digest before screening (which computes it again).
+        digest = hashlib.sha256(data).hexdigest() if idempotency_key else ""
         if idempotency_key:
             earlier = self._earlier_submission(site, idempotency_key, digest)
             if earlier is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from tests.images import encode, make_photo
 from vigil.actions.images import ImageStore
 from vigil.config import Settings, load_settings
 from vigil.runtime import Runtime
+from vigil.store.sites import Role, create_api_key, get_or_create_site
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -41,7 +43,7 @@ def screen(
     """POST /v1/screen the way a site does; returns the response."""
     form: dict[str, str] = {}
     if context is not None:
-        form["context"] = context if isinstance(context, str) else __import__("json").dumps(context)
+        form["context"] = context if isinstance(context, str) else json.dumps(context)
     request_headers = dict(headers)
     if idempotency_key is not None:
         request_headers["Idempotency-Key"] = idempotency_key
@@ -73,6 +75,13 @@ def add_hashes(client: TestClient, headers: dict[str, str], bank: str, values: l
     response = client.post(f"/v1/banks/{bank}/hashes", headers=headers, json=values)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def site_key(runtime: Runtime, site: str, role: Role) -> tuple[str, dict[str, str]]:
+    """A new key for ``site`` (created if new): its prefix and its request headers."""
+    with runtime.database.session() as session:
+        key, plain = create_api_key(session, get_or_create_site(session, site), role)
+        return key.prefix, {"Authorization": f"Bearer {plain}"}
 
 
 def hold_exactly(client: TestClient, headers: dict[str, str], image: bytes) -> None:

@@ -19,10 +19,12 @@ from tests.api.conftest import (
     hold_exactly,
     pdq_of,
     screen,
+    site_key,
 )
 from tests.images import animated_gif, encode, make_photo
 from vigil.config import Settings
 from vigil.runtime import Runtime
+from vigil.store.sites import Role
 
 
 def _variants(png: bytes) -> dict[str, bytes]:
@@ -334,13 +336,7 @@ def test_every_screening_is_in_the_audit_log(
 def test_a_site_sees_only_its_own_submissions(
     client: TestClient, admin_headers: dict[str, str], runtime: Runtime
 ) -> None:
-    from vigil.store import sites
-
-    with runtime.database.session() as session:
-        _, other_key = sites.create_api_key(
-            session, sites.get_or_create_site(session, "other"), sites.Role.MODERATOR
-        )
-    other = {"Authorization": f"Bearer {other_key}"}
+    _, other = site_key(runtime, "other", Role.MODERATOR)
     mine = screen(client, admin_headers, encode(make_photo(seed=18), "JPEG")).json()
 
     assert client.get(f"/v1/submissions/{mine['submission_id']}", headers=other).status_code == 404

@@ -6,6 +6,7 @@ import io
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import pillow_heif
@@ -88,6 +89,14 @@ class DecodedImage:
                 if budget < 0 and index:
                     return  # the rest stay unscreened, which the policy sees and holds
                 yield Frame(index, _display_frame(picture, self.limits, draft=index == 0))
+
+
+def read_limited(stream: BinaryIO, limit: int) -> bytes:
+    """Read an upload without ever holding more than ``limit`` + 1 bytes of it."""
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise ImageTooLarge(f"the image is over the limit of {limit} bytes")
+    return data
 
 
 def open_image(data: bytes, limits: IntakeSettings) -> DecodedImage:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.config import Settings
 from vigil.errors import ScreeningUnavailable
 
 _BEGIN_OPTION = "vigil_sqlite_begin"
@@ -26,6 +27,14 @@ class Database:
         self.url = url
         self.engine = _create_engine(url, lock_timeout_seconds)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """The database the settings point at (not yet migrated)."""
+        return cls(
+            settings.resolved_database_url,
+            lock_timeout_seconds=settings.database_lock_timeout_seconds,
+        )
 
     @property
     def dialect(self) -> str:

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from vigil.api.auth import RuntimeDep, ScreenKey
 from vigil.api.schemas import ErrorResponse, ScreenResponse, UploadContext
-from vigil.errors import ImageTooLarge, InvalidContext, InvalidRequest
+from vigil.errors import InvalidContext, InvalidRequest
+from vigil.intake import read_limited
 from vigil.policy import UploaderContext
 
 router = APIRouter(prefix="/v1", tags=["screening"])
@@ -59,10 +60,7 @@ def screen(
         raise InvalidRequest(
             f"Idempotency-Key is 1-{_MAX_IDEMPOTENCY_KEY} printable ASCII characters"
         )
-    limit = runtime.settings.intake.max_bytes
-    data = image.file.read(limit + 1)
-    if len(data) > limit:
-        raise ImageTooLarge(f"the image is over the limit of {limit} bytes")
+    data = read_limited(image.file, runtime.settings.intake.max_bytes)
     outcome = runtime.screening.screen(
         principal.site, data, uploader, idempotency_key=idempotency_key, actor=principal.actor
     )
