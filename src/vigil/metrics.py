@@ -10,6 +10,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from vigil.policy import Priority
+from vigil.signals.classifiers import ClassifierReport
 from vigil.store.database import Database
 from vigil.store.models import Bank, Submission
 
@@ -56,7 +58,28 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.classifier_seconds = Histogram(
+            "vigil_classifier_seconds",
+            "Time one model took on one image.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.classifier_failures = Counter(
+            "vigil_classifier_failures",
+            "Images a model could not classify (each one held), by model and kind.",
+            ["model", "kind"],
+            registry=self.registry,
+        )
         self.registry.register(_DatabaseGauges(database))
+
+    def record_classification(self, report: ClassifierReport | None) -> None:
+        if report is None:
+            return
+        for result in report.results:
+            self.classifier_seconds.labels(result.model).observe(result.seconds)
+        for failure in report.failures:
+            self.classifier_failures.labels(failure.model, failure.kind.value).inc()
 
 
 class _DatabaseGauges(Collector):
@@ -71,16 +94,25 @@ class _DatabaseGauges(Collector):
             "Hashes in each bank.",
             labels=["bank", "hash_type", "action", "enabled"],
         )
-        pending = GaugeMetricFamily("vigil_review_pending", "Held submissions awaiting a decision.")
+        pending = GaugeMetricFamily(
+            "vigil_review_pending",
+            "Submissions awaiting a moderator, by priority.",
+            labels=["priority"],
+        )
         try:
             with self._database.session() as session:
                 for bank in session.scalars(select(Bank)):
                     labels = [bank.name, bank.hash_type, bank.action, str(bank.enabled).lower()]
                     sizes.add_metric(labels, bank.hash_count)
-                waiting = session.scalar(
-                    select(func.count()).where(Submission.review_state == "pending")
+                waiting = dict(
+                    session.execute(
+                        select(Submission.priority, func.count())
+                        .where(Submission.review_state == "pending")
+                        .group_by(Submission.priority)
+                    ).all()
                 )
-                pending.add_metric([], waiting or 0)
+                for priority in Priority:
+                    pending.add_metric([priority.value], waiting.get(priority.rank, 0))
         except SQLAlchemyError:
             return  # /readyz reports the database; a scrape must still succeed
         yield sizes

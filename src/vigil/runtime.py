@@ -9,6 +9,7 @@ from vigil.config import Settings
 from vigil.matching.matcher import Matcher
 from vigil.metrics import Metrics
 from vigil.screening import Screener, ScreeningService
+from vigil.signals.classifiers import ClassifierSuite
 from vigil.store import sites
 from vigil.store.database import Database
 
@@ -22,12 +23,17 @@ class Runtime:
     matcher: Matcher
     images: ImageStore
     metrics: Metrics
+    classifiers: ClassifierSuite
     screener: Screener
     screening: ScreeningService
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
-        """Create the data folder if needed, bring the schema up to date, wire the services."""
+        """Create the data folder if needed, bring the schema up to date, wire the services.
+
+        Models are loaded by ``classifiers.load()`` (the server does it at start-up), or else on
+        the first image: commands that screen nothing never pay for them.
+        """
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         database = Database.from_settings(settings)
         if migrate:
@@ -35,11 +41,13 @@ class Runtime:
         matcher = Matcher(database, settings.matching)
         images = ImageStore(settings.data_dir / "images")
         metrics = Metrics(database)
-        screener = Screener(settings, matcher)
+        classifiers = ClassifierSuite.from_settings(settings)
+        screener = Screener(settings, matcher, classifiers=classifiers)
         screening = ScreeningService(screener, database, images, metrics)
-        return cls(settings, database, matcher, images, metrics, screener, screening)
+        return cls(settings, database, matcher, images, metrics, classifiers, screener, screening)
 
     def close(self) -> None:
+        self.classifiers.close()
         self.database.dispose()
 
 

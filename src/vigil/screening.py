@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -20,7 +21,8 @@ from vigil.intake import DecodedImage, open_image
 from vigil.matching.matcher import Matcher, MatchReport
 from vigil.metrics import Metrics
 from vigil.policy import Decision, ScreeningFacts, UploaderContext, Verdict, decide
-from vigil.signals import BytesHasher, FrameHasher, Signals, compute_signals, default_hashers
+from vigil.signals import BytesHasher, FrameHasher, Signals, default_hashers, hash_image
+from vigil.signals.classifiers import ClassifierReport, ClassifierSuite
 from vigil.store.database import Database
 from vigil.store.models import Submission
 from vigil.store.sites import SiteRef
@@ -38,12 +40,14 @@ class Evaluation:
     signals: Signals
     matches: MatchReport
     decision: Decision
+    classification: ClassifierReport | None = None
 
 
 @dataclass(frozen=True)
 class ScreeningOutcome:
     submission: Submission
     replayed: bool  # an Idempotency-Key returned an earlier submission
+    classification: ClassifierReport | None = None
 
 
 class Screener:
@@ -52,25 +56,36 @@ class Screener:
         settings: Settings,
         matcher: Matcher,
         *,
+        classifiers: ClassifierSuite | None = None,
         bytes_hashers: Sequence[BytesHasher] | None = None,
         frame_hashers: Sequence[FrameHasher] | None = None,
     ) -> None:
         default_bytes, default_frames = default_hashers()
         self.settings = settings
         self.matcher = matcher
+        self.classifiers = classifiers or ClassifierSuite.from_settings(settings)
         self.bytes_hashers = list(bytes_hashers if bytes_hashers is not None else default_bytes)
         self.frame_hashers = list(frame_hashers if frame_hashers is not None else default_frames)
 
     def evaluate(
         self, data: bytes, uploader: UploaderContext, now: datetime | None = None
     ) -> Evaluation:
-        """Decode, hash, match and decide; records nothing. Raises IntakeError for bad input."""
+        """Decode, hash, match, classify and decide; records nothing. Raises IntakeError for
+        bad input."""
         image = open_image(data, self.settings.intake)
-        signals = compute_signals(image, self.bytes_hashers, self.frame_hashers)
+        sample = (
+            self.classifiers.sample(image.frames_to_screen) if self.classifiers.configured else ()
+        )
+        signals, frames = hash_image(image, self.bytes_hashers, self.frame_hashers, sample)
         matches = self.matcher.match(signals)
         facts = ScreeningFacts(matches, image.frame_count, signals.frames_screened)
+        classification = None
+        # An image a block bank knows is blocked whatever a model thinks of it: no need to ask.
+        if self.classifiers.configured and not matches.blocks:
+            classification = self.classifiers.classify(frames)
+            facts = dataclasses.replace(facts, classification=classification)
         decision = decide(facts, uploader, self.settings.policy, now or utcnow())
-        return Evaluation(image, signals, matches, decision)
+        return Evaluation(image, signals, matches, decision, classification)
 
 
 class ScreeningService:
@@ -115,6 +130,7 @@ class ScreeningService:
                 "Vigil could not screen this image (internal error); hold it and retry"
             ) from error
         if not outcome.replayed:
+            self.metrics.record_classification(outcome.classification)
             self.metrics.submissions.labels(outcome.submission.decision).inc()
             self.metrics.screening_seconds.observe(time.perf_counter() - started)
         return outcome
@@ -152,6 +168,7 @@ class ScreeningService:
                     image=evaluation.image,
                     signals=evaluation.signals,
                     decision=evaluation.decision,
+                    classification=evaluation.classification,
                     image_path=image_path,
                     actor=actor,
                     now=now,
@@ -169,7 +186,9 @@ class ScreeningService:
             raise ScreeningUnavailable(
                 "the database cannot record screenings right now; hold the image and retry"
             ) from error
-        return ScreeningOutcome(submission, replayed=False)
+        return ScreeningOutcome(
+            submission, replayed=False, classification=evaluation.classification
+        )
 
     def _earlier_submission(self, site: SiteRef, key: str, digest: str) -> Submission | None:
         with self.database.session() as session:

@@ -42,7 +42,7 @@ def test_metrics_count_decisions_latency_and_bank_sizes(
     assert (
         'vigil_bank_hashes{action="block",bank="known",enabled="true",hash_type="md5"} 1.0' in text
     )
-    assert "vigil_review_pending 0.0" in text
+    assert 'vigil_review_pending{priority="urgent"} 0.0' in text
 
 
 def test_the_api_is_documented(client: TestClient) -> None:

@@ -13,6 +13,7 @@ from vigil.errors import Conflict
 from vigil.intake import DecodedImage
 from vigil.policy import Decision, UploaderContext, Verdict
 from vigil.signals.base import HashType, Signals
+from vigil.signals.classifiers import ClassifierReport
 from vigil.store import audit
 from vigil.store.models import Site, Submission
 
@@ -38,12 +39,14 @@ def record_screening(
     image: DecodedImage,
     signals: Signals,
     decision: Decision,
+    classification: ClassifierReport | None,
     image_path: str | None,
     actor: str,
     now: datetime,
 ) -> Submission:
     """Write the submission and its audit entry (in the caller's transaction)."""
     reasons = [reason.as_dict() for reason in decision.reasons]
+    classifications = classification.as_record() if classification is not None else []
     submission = Submission(
         id=submission_id,
         site_id=site_id,
@@ -64,7 +67,10 @@ def record_screening(
         initial_decision=decision.verdict.value,
         decision=decision.verdict.value,
         reasons=reasons,
-        review_state=REVIEW_PENDING if decision.verdict is Verdict.HOLD else REVIEW_NONE,
+        classifications=classifications,
+        review_state=REVIEW_PENDING if decision.review else REVIEW_NONE,
+        priority=decision.priority.rank,
+        flags=sorted(decision.flags),
         image_path=image_path,
         created_at=now,
     )
@@ -78,6 +84,10 @@ def record_screening(
             "site": site_name,
             "decision": decision.verdict.value,
             "reasons": reasons,
+            "classifications": classifications,
+            "review": submission.review_state,
+            "priority": decision.priority.value,
+            "flags": submission.flags,
             "hashes": {
                 "sha256": submission.sha256,
                 "md5": submission.md5,

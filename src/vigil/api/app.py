@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
@@ -27,6 +28,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.matcher.refresh()  # load the index before the first upload, not during it
+        # Models load now; one that cannot is logged with what to do, and /readyz reports it.
+        await anyio.to_thread.run_sync(runtime.classifiers.load)
         worker = None
         if settings.workers.embedded:
             deliverer = WebhookDeliverer(runtime.database, settings.webhooks, runtime.metrics)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from vigil.matching.banks import BankAction
-from vigil.policy import TrustLevel, UploaderContext, UploadKind
+from vigil.policy import Priority, TrustLevel, UploaderContext, UploadKind
 from vigil.signals.base import HashType
 from vigil.store.models import Bank, Submission
 
@@ -70,7 +70,21 @@ class ScreenResponse(BaseModel):
     reasons: list[dict[str, Any]]
     hashes: HashesOut
     review: Literal["none", "pending", "decided"] = Field(
-        description="'pending' while a held image awaits a moderator."
+        description=(
+            "'pending' while a held image (or one a model blocked) awaits a moderator; an image "
+            "blocked because a bank knows it is never queued."
+        )
+    )
+    priority: Literal["normal", "high", "urgent"] = Field(
+        description="Place in the review queue: 'urgent' is the child-safety path."
+    )
+    flags: list[str] = Field(description="For example 'child_safety'.")
+    classifications: list[dict[str, Any]] = Field(
+        description=(
+            "Each classifier's result: model, version, the highest score per label over the "
+            "frames classified, and regions or faces where the model finds them; or, for a model "
+            "that could not classify the image, 'failure' and 'message'."
+        )
     )
     created_at: datetime
 
@@ -120,6 +134,9 @@ def _submission_fields(submission: Submission) -> dict[str, Any]:
             pdq=[PdqHashOut(**entry) for entry in submission.pdq],
         ),
         "review": submission.review_state,
+        "priority": Priority.of_rank(submission.priority).value,
+        "flags": submission.flags,
+        "classifications": submission.classifications,
         "created_at": submission.created_at,
     }
 

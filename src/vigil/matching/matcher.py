@@ -20,6 +20,11 @@ class MatchReport:
     matches: tuple[Match, ...]  # block and hold matches that stand
     suppressed: tuple[tuple[Match, Match], ...]  # (match, the ignore-bank match suppressing it)
 
+    @property
+    def blocks(self) -> bool:
+        """A block bank knows this image."""
+        return any(match.action is BankAction.BLOCK for match in self.matches)
+
 
 class Matcher:
     """Exact digests are looked up in the database (its index scales to any list size); PDQ

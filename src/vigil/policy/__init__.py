@@ -1,11 +1,13 @@
 """Policy: signals + uploader trust + site settings -> allow / hold / block, with reasons."""
 
-from vigil.policy.decision import Decision, Reason, Verdict
+from vigil.policy.decision import CHILD_SAFETY, Decision, Priority, Reason, Verdict
 from vigil.policy.rules import ScreeningFacts, decide, is_new_uploader
 from vigil.policy.uploader import TrustLevel, UploaderContext, UploadKind
 
 __all__ = [
+    "CHILD_SAFETY",
     "Decision",
+    "Priority",
     "Reason",
     "ScreeningFacts",
     "TrustLevel",

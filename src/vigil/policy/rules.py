@@ -11,8 +11,10 @@ from datetime import datetime, timedelta
 from vigil.config import PolicySettings
 from vigil.matching.banks import BankAction, Match
 from vigil.matching.matcher import MatchReport
-from vigil.policy.decision import Decision, Reason, Verdict
+from vigil.policy.decision import CHILD_SAFETY, Decision, Priority, Reason, Verdict
 from vigil.policy.uploader import TrustLevel, UploaderContext
+from vigil.signals.classifiers import ClassifierReport, FailureKind
+from vigil.signals.classifiers.face_age import LABEL as APPARENT_MINOR
 
 _ACTION_VERDICTS = {BankAction.BLOCK: Verdict.BLOCK, BankAction.HOLD: Verdict.HOLD}
 # Trust the site has given explicitly outweighs the age of the account.
@@ -26,12 +28,16 @@ class ScreeningFacts:
     matches: MatchReport
     frame_count: int
     frames_screened: int
+    # None: no classifier ran (none configured, or a known image was blocked without them).
+    classification: ClassifierReport | None = None
 
 
 def decide(
     facts: ScreeningFacts, uploader: UploaderContext, settings: PolicySettings, now: datetime
 ) -> Decision:
     reasons = [*_bank_reasons(facts.matches), *_coverage_reasons(facts)]
+    if facts.classification is not None:
+        reasons.extend(_classifier_reasons(facts.classification, settings))
     if settings.hold_new_uploaders and is_new_uploader(uploader, settings, now):
         reasons.append(
             Reason(
@@ -112,3 +118,106 @@ def _match_details(match: Match) -> dict[str, object]:
         "distance": match.distance,
         "frame": match.frame,
     }
+
+
+_FAILURE_MESSAGES = {
+    FailureKind.UNAVAILABLE: "classifier {model} is not loaded",
+    FailureKind.ERROR: "classifier {model} failed on this image",
+    FailureKind.TIMEOUT: "classifier {model} did not finish within the time budget",
+}
+
+
+def _classifier_reasons(report: ClassifierReport, settings: PolicySettings) -> list[Reason]:
+    """Models that could not say hold the image; scores past a label's thresholds hold or block
+    it; and sexual content with a face that may be a minor's goes to the child-safety path."""
+    reasons = [
+        Reason(
+            f"classifier_{failure.kind.value}",
+            Verdict.HOLD,
+            _FAILURE_MESSAGES[failure.kind].format(model=failure.model),
+            {"model": failure.model, "error": failure.message},
+        )
+        for failure in report.failures
+    ]
+    for label, thresholds in settings.labels.items():
+        score, source = report.best(label)
+        if source is None:
+            continue
+        details = {
+            "label": label,
+            "score": round(score, 4),
+            "model": source.model,
+            "model_version": source.version,
+        }
+        if thresholds.block is not None and score >= thresholds.block:
+            reasons.append(
+                Reason(
+                    "classifier_label",
+                    Verdict.BLOCK,
+                    f"{source.model} scored {label} {score:.2f}, at or above {thresholds.block}",
+                    {**details, "threshold": thresholds.block},
+                    review=True,
+                    priority=Priority.HIGH,
+                )
+            )
+        elif thresholds.hold is not None and score >= thresholds.hold:
+            reasons.append(
+                Reason(
+                    "classifier_label",
+                    Verdict.HOLD,
+                    f"{source.model} scored {label} {score:.2f}, at or above {thresholds.hold}",
+                    {**details, "threshold": thresholds.hold},
+                )
+            )
+    minor_risk = _minor_risk_reason(report, settings)
+    if minor_risk is not None:
+        reasons.append(minor_risk)
+    return reasons
+
+
+def _minor_risk_reason(report: ClassifierReport, settings: PolicySettings) -> Reason | None:
+    rule = settings.minor_risk
+    minor, face_model = report.best(APPARENT_MINOR)
+    if face_model is None or minor < rule.apparent_minor_at:
+        return None
+    sexual = [(label, *report.best(label)) for label in rule.sexual_labels]
+    flagged = [(label, score, model) for label, score, model in sexual if model is not None]
+    if not flagged:
+        return None
+
+    def at_hold(label: str, score: float) -> bool:
+        thresholds = settings.labels.get(label)
+        return thresholds is not None and thresholds.hold is not None and score >= thresholds.hold
+
+    explicit = [entry for entry in flagged if at_hold(entry[0], entry[1])]
+    suspect = [entry for entry in flagged if entry[1] >= rule.suspect_at]
+    if not explicit and not suspect:
+        return None
+    label, score, model = max(explicit or suspect, key=lambda entry: entry[1])
+    assert model is not None
+    details = {
+        "label": label,
+        "score": round(score, 4),
+        "model": model.model,
+        "apparent_minor": round(minor, 4),
+        "face_model": face_model.model,
+        "face_model_version": face_model.version,
+    }
+    if explicit:
+        return Reason(
+            "minor_risk",
+            Verdict.BLOCK,
+            f"sexual content ({label} {score:.2f}) with a face that may be a minor's",
+            details,
+            review=True,
+            priority=Priority.URGENT,
+            flags=frozenset({CHILD_SAFETY}),
+        )
+    return Reason(
+        "minor_risk",
+        Verdict.HOLD,
+        f"possibly sexual content ({label} {score:.2f}) with a face that may be a minor's",
+        details,
+        priority=Priority.URGENT,
+        flags=frozenset({CHILD_SAFETY}),
+    )

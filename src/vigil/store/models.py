@@ -106,6 +106,7 @@ class Submission(Base):
     __table_args__ = (
         UniqueConstraint("site_id", "idempotency_key", name="uq_submissions_site_idempotency"),
         Index("ix_submissions_review_created", "review_state", "created_at"),
+        Index("ix_submissions_review_priority", "review_state", "priority", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -127,7 +128,13 @@ class Submission(Base):
     initial_decision: Mapped[str] = mapped_column(String(10))
     decision: Mapped[str] = mapped_column(String(10))
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
+    # What each classifier scored (model, version, scores), or why it could not.
+    classifications: Mapped[list[dict[str, Any]]] = mapped_column(
+        JsonDocument, default=list, server_default="[]"
+    )
     review_state: Mapped[str] = mapped_column(String(10))
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # Priority.rank
+    flags: Mapped[list[str]] = mapped_column(JsonDocument, default=list, server_default="[]")
     image_path: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,23 +19,37 @@ def healthz() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/readyz", summary="The database is reachable and the hash index is loaded")
+@router.get(
+    "/readyz",
+    summary="The database is reachable, the hash index and every configured model are loaded",
+)
 def readyz(runtime: RuntimeDep) -> JSONResponse:
+    models = runtime.classifiers.status()
+    classifiers = {model.name: model.as_dict() for model in models}
     try:
         runtime.database.ping()
         index = runtime.matcher.refresh()
     except VigilError as error:
-        return JSONResponse({"status": "unavailable", "error": error.message}, status_code=503)
+        return _unavailable(error.message, classifiers)
     except Exception as error:
-        return JSONResponse(
-            {"status": "unavailable", "error": type(error).__name__}, status_code=503
-        )
+        return _unavailable(type(error).__name__, classifiers)
+    missing = [model.name for model in models if not model.loaded]
+    if missing:
+        # Screening still answers, but holds every image: the site should know why.
+        return _unavailable(f"models not loaded: {', '.join(missing)}", classifiers)
     return JSONResponse(
         {
             "status": "ready",
             "database": "ok",
             "pdq_index": {"hashes": len(index), "generation": index.generation},
+            "classifiers": classifiers,
         }
+    )
+
+
+def _unavailable(error: str, classifiers: dict[str, dict[str, Any]]) -> JSONResponse:
+    return JSONResponse(
+        {"status": "unavailable", "error": error, "classifiers": classifiers}, status_code=503
     )
 
 
