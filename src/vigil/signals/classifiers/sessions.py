@@ -19,7 +19,7 @@ def open_session(path: Path, threads: int) -> ort.InferenceSession:
     # Idle inference threads would otherwise spin for a while after each image, taking CPU
     # from decoding and hashing in the same process.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3  # warnings about unused initialisers are not the operator's
+    options.log_severity_level = 4  # Vigil logs failures itself, once, with the model name
     try:
         return ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
