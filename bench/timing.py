@@ -27,6 +27,10 @@ class Timing:
     def p90(self) -> float:
         return statistics.quantiles(self.samples, n=10, method="inclusive")[-1]
 
+    @property
+    def p99(self) -> float:
+        return statistics.quantiles(self.samples, n=100, method="inclusive")[-1]
+
 
 def measure_round_robin(
     cases: Mapping[str, Callable[[], object]], *, repeat: int, warmup: int

@@ -23,6 +23,7 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from vigil import __version__
+from vigil.calibrate import LabelReport
 from vigil.config import Settings, load_settings
 from vigil.errors import IntakeError, InvalidConfiguration, VigilError
 from vigil.intake import open_image, read_limited
@@ -31,6 +32,7 @@ from vigil.matching.banks import BankAction
 from vigil.runtime import Runtime, ensure_bootstrap_key
 from vigil.signals import compute_signals, default_hashers
 from vigil.signals.base import HashType
+from vigil.signals.classifiers import ModelStatus
 from vigil.store import audit, sites
 from vigil.store import banks as bank_store
 from vigil.store.database import Database
@@ -123,6 +125,7 @@ def serve(
     console.print(
         Text.assemble((f"Vigil {__version__}", "bold"), f" - data in {settings.data_dir}")
     )
+    _print_models(runtime.classifiers.load())
     console.print(Text.assemble("Open ", (url, "bold"), f" (API documentation at {url}/docs)"))
     if bootstrap_key:
         console.print(
@@ -413,6 +416,147 @@ def hash_files(
             console.print(f"  pdq     {entry['hash']}  {where}", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _print_models(models: list[ModelStatus]) -> None:
+    """Which classifiers are loaded; one that is not is said plainly, with what to do."""
+    loaded = [f"{model.name} {model.version}" for model in models if model.loaded]
+    if loaded:
+        console.print(f"Classifiers: {', '.join(loaded)}")
+    elif not models:
+        console.print("Classifiers: none configured (hash lists and policy only)")
+    for model in models:
+        if not model.loaded:
+            errors.print(
+                Text.assemble(
+                    (f"Classifier {model.name} is not loaded", "bold red"),
+                    f": {model.error}\n  Every image will be held until this is fixed; "
+                    "/readyz answers 503 meanwhile.",
+                ),
+                highlight=False,
+            )
+
+
+@app.command()
+def calibrate(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            file_okay=False,
+            help="A folder with one sub-folder per kind of image: ok/ and, say, nudity/, gore/.",
+        ),
+    ],
+    negative: Annotated[
+        str, typer.Option(help="The sub-folder of images that must be allowed.")
+    ] = "ok",
+    target_fpr: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of ok images a hold threshold may flag."),
+    ] = 0.01,
+    block_fpr: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of ok images a block threshold may flag."),
+    ] = 0.001,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(help="Report this label (repeatable); default: labels with thresholds."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Run the classifiers on labelled images; print precision and recall per threshold, and
+    suggest thresholds for a target false-positive rate."""
+    from vigil import calibrate as calibration
+
+    settings = _settings(data_dir, config)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.completed}/{task.total}",
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("classifying", total=None)
+        scored = calibration.score_folders(
+            settings,
+            folder,
+            negative=negative,
+            on_start=lambda total: progress.update(task, total=total),
+            on_image=lambda: progress.advance(task),
+        )
+    labels = label or calibration.default_labels(settings)
+    reports = calibration.report_labels(
+        settings, scored, labels, negative=negative, target_fpr=target_fpr, block_fpr=block_fpr
+    )
+    skipped = [
+        {"path": str(path), "folder": name, "reason": reason}
+        for name, scored_folder in scored.items()
+        for path, reason in scored_folder.skipped
+    ]
+    if as_json:
+        document = {
+            "target_fpr": target_fpr,
+            "block_fpr": block_fpr,
+            "labels": [report.as_dict() for report in reports],
+            "skipped": skipped,
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    for entry in skipped:
+        errors.print(f"skipped {entry['path']}: {entry['reason']}", highlight=False)
+    if not reports:
+        errors.print(f"no loaded model gives any of these labels: {', '.join(labels)}")
+        raise typer.Exit(1)
+    for report in reports:
+        _print_label_report(report, target_fpr, block_fpr)
+    fewest = min(report.negatives for report in reports)
+    if fewest and min(target_fpr, block_fpr) < 1 / fewest:
+        errors.print(
+            f"note: with {fewest} ok images, a false-positive rate below {1 / fewest:.2%} cannot "
+            "be measured; the suggestions then only promise no false positive among these",
+            highlight=False,
+        )
+    console.print("Suggested settings for vigil.toml (review them before use):")
+    for report in reports:
+        console.print(f"  [policy.labels.{report.label}]")
+        for kind, value in (("hold", report.suggested_hold), ("block", report.suggested_block)):
+            if value is not None:
+                console.print(f"  {kind} = {value}")
+
+
+def _print_label_report(report: LabelReport, target_fpr: float, block_fpr: float) -> None:
+    folders = list(report.positives)
+    counts = ", ".join(f"{name} {count}" for name, count in report.positives.items())
+    console.print(
+        Text.assemble((report.label, "bold"), f"  ({report.negatives} ok images; {counts})")
+    )
+    table = Table(
+        "threshold", "", "false positives", *(f"recall {name}" for name in folders), "precision"
+    )
+    marks = {
+        report.suggested_hold: f"suggested hold (FPR <= {target_fpr:g})",
+        report.suggested_block: f"suggested block (FPR <= {block_fpr:g})",
+        report.configured_hold: "configured hold",
+        report.configured_block: "configured block",
+    }
+    for point in report.points:
+        mark = "; ".join(
+            text
+            for value, text in marks.items()
+            if value is not None and abs(value - point.threshold) < 1e-9
+        )
+        precision = "-" if point.precision is None else f"{point.precision:.1%}"
+        table.add_row(
+            f"{point.threshold:.3f}",
+            mark,
+            f"{point.false_positive_rate:.2%}",
+            *(f"{point.recall[name]:.1%}" for name in folders),
+            precision,
+        )
+    console.print(table)
 
 
 @app.command()

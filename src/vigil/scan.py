@@ -1,8 +1,9 @@
 """Screen a site's archive of existing images (after new hashes arrive): every core, resumable.
 
-Each image is screened as an upload would be, without uploader context, and nothing is recorded as
-a submission: the report (one JSON line per file) says which published images to take down or
-review. A scan that is interrupted picks up where it stopped when run again with the same report.
+Each image is screened as an upload would be (hashes, banks and classifiers), without uploader
+context, and nothing is recorded as a submission: the report (one JSON line per file) says which
+published images to take down or review. A scan that is interrupted picks up where it stopped
+when run again with the same report.
 """
 
 from __future__ import annotations
@@ -114,9 +115,15 @@ def _screen_all(settings: Settings, todo: list[str], workers: int) -> Iterator[d
         _remember_settings(settings)
         yield from map(screen_file, todo)
         return
-    # "spawn": each worker starts clean and opens its own database connections.
+    # "spawn": each worker starts clean and opens its own database connections. The processes
+    # are the parallelism, so each one's models run single-threaded.
+    per_worker = settings.model_copy(
+        update={
+            "classifiers": settings.classifiers.model_copy(update={"threads": 1, "concurrency": 1})
+        }
+    )
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_remember_settings, initargs=(settings,)) as pool:
+    with context.Pool(workers, initializer=_remember_settings, initargs=(per_worker,)) as pool:
         yield from pool.imap_unordered(screen_file, todo, chunksize=4)
 
 
@@ -158,12 +165,21 @@ def screen_file(path: str) -> dict[str, Any]:
         evaluation = screener.evaluate(data, UploaderContext())
     except IntakeError as error:
         return _refused(path, error)
-    return {
+    decision = evaluation.decision
+    record: dict[str, Any] = {
         "path": path,
-        "decision": evaluation.decision.verdict.value,
-        "reasons": [reason.as_dict() for reason in evaluation.decision.reasons],
+        "decision": decision.verdict.value,
+        "reasons": [reason.as_dict() for reason in decision.reasons],
         "hashes": evaluation.signals.hashes_record(),
+        "classifications": (
+            evaluation.classification.as_record() if evaluation.classification else []
+        ),
     }
+    if decision.review:
+        record["priority"] = decision.priority.value
+    if decision.flags:
+        record["flags"] = sorted(decision.flags)
+    return record
 
 
 def _refused(path: str, error: IntakeError) -> dict[str, Any]:
