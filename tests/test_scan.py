@@ -23,6 +23,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from tests.images import animated_gif, encode, make_photo
+from tests.onnx_models import brightness_model
+from tests.test_calibrate import uniform_png, write_brightness_config
 from vigil.cli import app
 from vigil.scan import find_files
 
@@ -289,3 +291,88 @@ def test_find_files_lists_each_file_once_and_leaves_out_the_report(tmp_path: Pat
 def test_find_files_refuses_a_path_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         find_files([tmp_path / "missing"])
+
+
+# --- classifiers ---------------------------------------------------------------------------------
+
+
+def without_timings(line: dict[str, Any]) -> dict[str, Any]:
+    """A report line without what differs from run to run: how long each model took."""
+    classifications = [
+        {key: value for key, value in entry.items() if key != "milliseconds"}
+        for entry in line["classifications"]
+    ]
+    return {**line, "classifications": classifications}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_custom_model_score_past_its_hold_threshold_holds_the_image(
+    tmp_path: Path, workers: int
+) -> None:
+    # A model file of its own: loaded models are cached per process by their settings.
+    model = brightness_model(tmp_path / "models" / "brightness.onnx")
+    config = write_brightness_config(tmp_path / "vigil.toml", model, {"hold": 0.7})
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    bright = folder / "bright.png"
+    bright.write_bytes(uniform_png(230))  # scores 0.902
+    dark = folder / "dark.png"
+    dark.write_bytes(uniform_png(30))  # scores 0.118
+    report = tmp_path / "report.jsonl"
+
+    succeed(
+        "scan", folder, "--report", report, "--workers", str(workers),
+        "--config", config, "--data-dir", tmp_path / "data",
+    )  # fmt: skip
+
+    by_path = {line["path"]: line for line in read_report(report)}
+    held = by_path[str(bright.resolve())]
+    assert held["decision"] == "hold"
+    assert held["priority"] == "normal"
+    [reason] = held["reasons"]
+    assert reason["code"] == "classifier_label"
+    assert (reason["label"], reason["model"], reason["threshold"]) == ("bright", "brightness", 0.7)
+    assert reason["score"] == pytest.approx(230 / 255, abs=1e-3)
+    [classification] = held["classifications"]
+    assert classification["model"] == "brightness"
+    assert classification["version"] == hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+    assert classification["scores"] == {"bright": pytest.approx(230 / 255, abs=1e-3)}
+    assert classification["views"] == 1
+
+    allowed = by_path[str(dark.resolve())]
+    assert allowed["decision"] == "allow"
+    assert allowed["reasons"] == []
+    assert "priority" not in allowed
+    assert "flags" not in allowed
+    [dark_classification] = allowed["classifications"]
+    assert dark_classification["scores"] == {"bright": pytest.approx(30 / 255, abs=1e-3)}
+
+
+def test_spawned_workers_classify_exactly_as_one_process_does(tmp_path: Path) -> None:
+    model = brightness_model(tmp_path / "models" / "brightness.onnx")
+    config = write_brightness_config(tmp_path / "vigil.toml", model, {"hold": 0.5, "block": 0.9})
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for level in (20, 100, 140, 200, 240, 250):
+        (folder / f"grey-{level}.png").write_bytes(uniform_png(level))
+    reports = {}
+    for workers in (1, 2):
+        reports[workers] = tmp_path / f"report-{workers}.jsonl"
+        succeed(
+            "scan", folder, "--report", reports[workers], "--workers", str(workers),
+            "--config", config, "--data-dir", tmp_path / "data",
+        )  # fmt: skip
+
+    single = {line["path"]: without_timings(line) for line in read_report(reports[1])}
+    spawned = {line["path"]: without_timings(line) for line in read_report(reports[2])}
+    assert spawned == single
+    verdicts = {Path(path).name: line["decision"] for path, line in single.items()}
+    assert verdicts == {
+        "grey-20.png": "allow",
+        "grey-100.png": "allow",
+        "grey-140.png": "hold",  # 0.549
+        "grey-200.png": "hold",  # 0.784
+        "grey-240.png": "block",  # 0.941: blocked pending review, ahead of the holds
+        "grey-250.png": "block",
+    }
+    assert {line["priority"] for line in single.values() if line["decision"] == "block"} == {"high"}

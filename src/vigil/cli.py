@@ -11,6 +11,8 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -418,6 +420,23 @@ def hash_files(
         raise typer.Exit(1)
 
 
+@contextmanager
+def _file_progress(
+    description: str, *, transient: bool = False
+) -> Iterator[tuple[Callable[[int], None], Callable[[], None]]]:
+    """A progress bar on stderr over files: yields (set the total, one more done)."""
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.completed}/{task.total}",
+        TimeRemainingColumn(),
+        console=errors,
+        transient=transient,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+        yield (lambda total: progress.update(task, total=total)), (lambda: progress.advance(task))
+
+
 def _print_models(models: list[ModelStatus]) -> None:
     """Which classifiers are loaded; one that is not is said plainly, with what to do."""
     loaded = [f"{model.name} {model.version}" for model in models if model.loaded]
@@ -471,21 +490,9 @@ def calibrate(
     from vigil import calibrate as calibration
 
     settings = _settings(data_dir, config)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        "{task.completed}/{task.total}",
-        TimeRemainingColumn(),
-        console=errors,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("classifying", total=None)
+    with _file_progress("classifying", transient=True) as (started, advance):
         scored = calibration.score_folders(
-            settings,
-            folder,
-            negative=negative,
-            on_start=lambda total: progress.update(task, total=total),
-            on_image=lambda: progress.advance(task),
+            settings, folder, negative=negative, on_start=started, on_image=advance
         )
     labels = label or calibration.default_labels(settings)
     reports = calibration.report_labels(
@@ -575,21 +582,14 @@ def scan(
     settings, database = _database(data_dir, config)
     database.dispose()
     processes = workers or os.cpu_count() or 1
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        "{task.completed}/{task.total}",
-        TimeRemainingColumn(),
-        console=errors,
-    ) as progress:
-        task = progress.add_task("screening", total=None)
+    with _file_progress("screening") as (started, advance):
         summary = scanning.scan(
             settings,
             paths,
             report,
             workers=processes,
-            on_start=lambda total: progress.update(task, total=total),
-            on_result=lambda _result: progress.advance(task),
+            on_start=started,
+            on_result=lambda _result: advance(),
         )
     table = Table("result", "files")
     for outcome in ("block", "hold", "allow", scanning.REFUSED, scanning.UNREADABLE):

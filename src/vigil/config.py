@@ -174,7 +174,8 @@ class CustomModelSettings(_Section):
     resize: Literal["stretch", "center_crop", "pad"] = "stretch"
     scale: float = Field(1 / 255, description="Pixel values (0-255) are multiplied by this...")
     mean: tuple[float, float, float] = Field(
-        (0.485, 0.456, 0.406), description="...then this is subtracted per channel..."
+        (0.485, 0.456, 0.406),
+        description="...then this is subtracted per channel (in the `channels` order)...",
     )
     std: tuple[float, float, float] = Field(
         (0.229, 0.224, 0.225), description="...and the result divided by this."

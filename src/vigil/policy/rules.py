@@ -186,8 +186,13 @@ def _minor_risk_reason(report: ClassifierReport, settings: PolicySettings) -> Re
         return None
 
     def at_hold(label: str, score: float) -> bool:
+        """The label alone would act on this score (a label with only a block threshold acts
+        from there)."""
         thresholds = settings.labels.get(label)
-        return thresholds is not None and thresholds.hold is not None and score >= thresholds.hold
+        if thresholds is None:
+            return False
+        acts_from = thresholds.hold if thresholds.hold is not None else thresholds.block
+        return acts_from is not None and score >= acts_from
 
     explicit = [entry for entry in flagged if at_hold(entry[0], entry[1])]
     suspect = [entry for entry in flagged if entry[1] >= rule.suspect_at]

@@ -117,8 +117,9 @@ class Classifier(Protocol):
 class Deadline:
     """One image's time budget, shared by every model that classifies it.
 
-    onnxruntime checks a run's ``terminate`` flag between operators, so a run still going when
-    the budget is spent is stopped rather than left to finish in the background.
+    Whoever waits for the budget calls :meth:`cancel` when it is spent (the suite does):
+    onnxruntime checks each run's ``terminate`` flag between operators, so a run still going is
+    stopped rather than left to finish in the background. Work between runs calls :meth:`check`.
     """
 
     def __init__(self, seconds: float) -> None:

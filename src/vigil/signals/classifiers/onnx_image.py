@@ -74,9 +74,10 @@ class OnnxImageClassifier:
         else:
             image = image.resize(size, Image.Resampling.BILINEAR)
         pixels = np.asarray(image, dtype=np.float32) * np.float32(self.spec.scale)
-        pixels = (pixels - self._mean) / self._std
         if self.spec.channels == "bgr":
             pixels = pixels[:, :, ::-1]
+        # mean and std are in the model's channel order, as its documentation gives them.
+        pixels = (pixels - self._mean) / self._std
         if self.spec.layout == "nchw":
             pixels = pixels.transpose(2, 0, 1)
         return np.ascontiguousarray(pixels, dtype=np.float32)

@@ -12,6 +12,8 @@ from vigil.signals.classifiers.base import ModelUnavailable
 
 def open_session(path: Path, threads: int) -> ort.InferenceSession:
     """A CPU session with ``threads`` intra-op threads, or :class:`ModelUnavailable` saying why."""
+    if not path.is_file():
+        raise ModelUnavailable(f"model file not found: {path}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -24,8 +26,6 @@ def open_session(path: Path, threads: int) -> ort.InferenceSession:
         return ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
-    except FileNotFoundError as error:
-        raise ModelUnavailable(f"model file not found: {path}") from error
     except Exception as error:  # onnxruntime raises its own types for unreadable graphs
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ModelUnavailable(

@@ -312,8 +312,15 @@ class _Run:
             failures = list(self._failures)
             for slot in slots:
                 name = slot.spec.name
-                skipped = slot.spec.second_pass and self.second_pass is False
-                if name not in self._done and not skipped:
+                if name in self._done:
+                    continue
+                if slot.model is None:
+                    # A configured model that is missing holds every image, including those
+                    # whose first pass would not have asked for it: the operator wanted it.
+                    failures.append(
+                        ClassifierFailure(name, FailureKind.UNAVAILABLE, slot.error or "not loaded")
+                    )
+                elif not (slot.spec.second_pass and self.second_pass is False):
                     failures.append(
                         ClassifierFailure(
                             name, FailureKind.TIMEOUT, "the classification budget ran out first"
