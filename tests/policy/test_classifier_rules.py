@@ -272,3 +272,25 @@ def test_a_threshold_outside_zero_to_one_is_rejected(score: float) -> None:
 def test_thresholds_in_the_policy_settings_are_validated_too() -> None:
     with pytest.raises(ValidationError, match="must not be below hold"):
         PolicySettings.model_validate({"labels": {"nsfw": {"hold": 0.9, "block": 0.4}}})
+
+
+def test_a_face_model_failure_on_a_possibly_sexual_image_is_urgent_for_child_safety() -> None:
+    decision = _decide(
+        _sexual(0.3),  # below hold, above suspect_at
+        failures=(ClassifierFailure("face_age", FailureKind.TIMEOUT, "budget ran out"),),
+    )
+
+    assert decision.verdict is Verdict.HOLD
+    assert decision.priority is Priority.URGENT
+    assert CHILD_SAFETY in decision.flags
+
+
+def test_a_face_model_failure_on_an_innocent_image_is_an_ordinary_hold() -> None:
+    decision = _decide(
+        _sexual(0.01),
+        failures=(ClassifierFailure("face_age", FailureKind.ERROR, "dlib failed"),),
+    )
+
+    assert decision.verdict is Verdict.HOLD
+    assert decision.priority is Priority.NORMAL
+    assert not decision.flags

@@ -15,6 +15,7 @@ from vigil.policy.decision import CHILD_SAFETY, Decision, Priority, Reason, Verd
 from vigil.policy.uploader import TrustLevel, UploaderContext
 from vigil.signals.classifiers import ClassifierReport, FailureKind
 from vigil.signals.classifiers.face_age import LABEL as APPARENT_MINOR
+from vigil.signals.classifiers.face_age import NAME as FACE_AGE
 
 _ACTION_VERDICTS = {BankAction.BLOCK: Verdict.BLOCK, BankAction.HOLD: Verdict.HOLD}
 # Trust the site has given explicitly outweighs the age of the account.
@@ -130,15 +131,29 @@ _FAILURE_MESSAGES = {
 def _classifier_reasons(report: ClassifierReport, settings: PolicySettings) -> list[Reason]:
     """Models that could not say hold the image; scores past a label's thresholds hold or block
     it; and sexual content with a face that may be a minor's goes to the child-safety path."""
-    reasons = [
-        Reason(
-            f"classifier_{failure.kind.value}",
-            Verdict.HOLD,
-            _FAILURE_MESSAGES[failure.kind].format(model=failure.model),
-            {"model": failure.model, "error": failure.message},
-        )
-        for failure in report.failures
-    ]
+    rule = settings.minor_risk
+    possibly_sexual = any(report.best(label)[0] >= rule.suspect_at for label in rule.sexual_labels)
+    reasons = []
+    for failure in report.failures:
+        message = _FAILURE_MESSAGES[failure.kind].format(model=failure.model)
+        details: dict[str, object] = {"model": failure.model, "error": failure.message}
+        if failure.model == FACE_AGE and possibly_sexual:
+            # A possibly sexual image whose faces could not be aged may show a minor: it is
+            # reviewed first, like one where a minor was seen.
+            reasons.append(
+                Reason(
+                    f"classifier_{failure.kind.value}",
+                    Verdict.HOLD,
+                    f"{message}; the image may be sexual, so a minor cannot be ruled out",
+                    details,
+                    priority=Priority.URGENT,
+                    flags=frozenset({CHILD_SAFETY}),
+                )
+            )
+        else:
+            reasons.append(
+                Reason(f"classifier_{failure.kind.value}", Verdict.HOLD, message, details)
+            )
     for label, thresholds in settings.labels.items():
         score, source = report.best(label)
         if source is None:
