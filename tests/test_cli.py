@@ -547,11 +547,6 @@ def test_calibrate_prints_a_table_per_label_and_suggested_settings(
     assert not data_dir.exists()  # calibration records nothing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/vigil/cli.py _print_label_report: marks is a dict keyed by threshold, so equal "
-    "suggested hold and block (or a configured value equal to a suggestion) keep only one mark",
-)
 def test_calibrate_marks_a_threshold_that_is_both_the_suggested_hold_and_block(
     labelled: Path, brightness_config: Path, data_dir: Path
 ) -> None:
@@ -629,12 +624,6 @@ def test_calibrate_with_a_model_that_cannot_load_fails_naming_the_model(
     assert process.stdout == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/vigil/signals/classifiers/suite.py ClassifierSuite.load logs the failure and the "
-    "CLI configures no logging, so Python's last-resort handler also prints 'classifier "
-    "brightness is not loaded, so every image will be held: ...' before the error",
-)
 def test_calibrate_with_a_model_that_cannot_load_prints_only_the_error(
     calibrated_with_a_corrupt_model: subprocess.CompletedProcess[str],
 ) -> None:

@@ -98,7 +98,7 @@ def score_folders(
     )
     suite = ClassifierSuite.from_settings(calibrating)
     try:
-        unavailable = [status for status in suite.load() if not status.loaded]
+        unavailable = [status for status in suite.load(log_failures=False) if not status.loaded]
         if unavailable:
             raise InvalidRequest(
                 "; ".join(
@@ -148,12 +148,13 @@ def _score(
     return folder
 
 
-def default_labels(settings: Settings) -> list[str]:
-    """The labels a site tunes: those with thresholds, and those of its own models."""
+def default_labels(settings: Settings, *, negative: str = "ok") -> list[str]:
+    """The labels a site tunes: those with thresholds, and those of its own models (but not
+    one named like the folder of good images: a model's own "ok" output needs no threshold)."""
     labels = list(settings.policy.labels)
     for model in settings.classifiers.custom:
         labels.extend(label for label in model.labels if label not in labels)
-    return labels
+    return [label for label in labels if label != negative]
 
 
 def report_labels(

@@ -20,7 +20,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -127,7 +127,8 @@ def serve(
     console.print(
         Text.assemble((f"Vigil {__version__}", "bold"), f" - data in {settings.data_dir}")
     )
-    _print_models(runtime.classifiers.load())
+    # Printed here for the person starting the server; the lifespan's load is then a no-op.
+    _print_models(runtime.classifiers.load(log_failures=False))
     console.print(Text.assemble("Open ", (url, "bold"), f" (API documentation at {url}/docs)"))
     if bootstrap_key:
         console.print(
@@ -494,7 +495,7 @@ def calibrate(
         scored = calibration.score_folders(
             settings, folder, negative=negative, on_start=started, on_image=advance
         )
-    labels = label or calibration.default_labels(settings)
+    labels = label or calibration.default_labels(settings, negative=negative)
     reports = calibration.report_labels(
         settings, scored, labels, negative=negative, target_fpr=target_fpr, block_fpr=block_fpr
     )
@@ -503,6 +504,9 @@ def calibrate(
         for name, scored_folder in scored.items()
         for path, reason in scored_folder.skipped
     ]
+    if not reports:
+        errors.print(f"error: no loaded model gives any of these labels: {', '.join(labels)}")
+        raise typer.Exit(1)
     if as_json:
         document = {
             "target_fpr": target_fpr,
@@ -514,9 +518,6 @@ def calibrate(
         return
     for entry in skipped:
         errors.print(f"skipped {entry['path']}: {entry['reason']}", highlight=False)
-    if not reports:
-        errors.print(f"no loaded model gives any of these labels: {', '.join(labels)}")
-        raise typer.Exit(1)
     for report in reports:
         _print_label_report(report, target_fpr, block_fpr)
     fewest = min(report.negatives for report in reports)
@@ -540,19 +541,26 @@ def _print_label_report(report: LabelReport, target_fpr: float, block_fpr: float
     console.print(
         Text.assemble((report.label, "bold"), f"  ({report.negatives} ok images; {counts})")
     )
-    table = Table(
-        "threshold", "", "false positives", *(f"recall {name}" for name in folders), "precision"
+    console.print(
+        f"suggested: hold flags at most {target_fpr:g} of ok images, block at most {block_fpr:g}"
     )
-    marks = {
-        report.suggested_hold: f"suggested hold (FPR <= {target_fpr:g})",
-        report.suggested_block: f"suggested block (FPR <= {block_fpr:g})",
-        report.configured_hold: "configured hold",
-        report.configured_block: "configured block",
-    }
+    table = Table(
+        "threshold",
+        Column("", no_wrap=True),  # the marks are read whole: "suggested hold; configured hold"
+        "false positives",
+        *(f"recall {name}" for name in folders),
+        "precision",
+    )
+    marks = [
+        (report.suggested_hold, "suggested hold"),
+        (report.suggested_block, "suggested block"),
+        (report.configured_hold, "configured hold"),
+        (report.configured_block, "configured block"),
+    ]
     for point in report.points:
         mark = "; ".join(
             text
-            for value, text in marks.items()
+            for value, text in marks
             if value is not None and abs(value - point.threshold) < 1e-9
         )
         precision = "-" if point.precision is None else f"{point.precision:.1%}"

@@ -169,9 +169,10 @@ class ClassifierSuite:
     def configured(self) -> bool:
         return bool(self._slots)
 
-    def load(self) -> list[ModelStatus]:
+    def load(self, *, log_failures: bool = True) -> list[ModelStatus]:
         """Load every configured model (once). A model that cannot load is reported, logged
-        with what to do about it, and makes every image held until it is fixed."""
+        with what to do about it (unless the caller reports it), and makes every image held
+        until it is fixed."""
         with self._lock:
             if not self._loaded:
                 for slot in self._slots:
@@ -180,9 +181,9 @@ class ClassifierSuite:
                     except ModelUnavailable as error:
                         slot.error = str(error)
                     except Exception as error:
-                        log.exception("model %s failed to load", slot.spec.name)
+                        log.debug("model %s failed to load", slot.spec.name, exc_info=True)
                         slot.error = f"failed to load: {type(error).__name__}: {error}"
-                    if slot.error:
+                    if slot.error and log_failures:
                         log.error(
                             "classifier %s is not loaded, so every image will be held: %s",
                             slot.spec.name,
