@@ -132,7 +132,7 @@ def _classifier_reasons(report: ClassifierReport, settings: PolicySettings) -> l
     """Models that could not say hold the image; scores past a label's thresholds hold or block
     it; and sexual content with a face that may be a minor's goes to the child-safety path."""
     rule = settings.minor_risk
-    possibly_sexual = any(report.best(label)[0] >= rule.suspect_at for label in rule.sexual_labels)
+    possibly_sexual = report.reaches(rule.sexual_labels, rule.suspect_at)
     reasons = []
     for failure in report.failures:
         message = _FAILURE_MESSAGES[failure.kind].format(model=failure.model)

@@ -83,6 +83,10 @@ class ClassifierReport:
                 score, source = value, result
         return score, source
 
+    def reaches(self, labels: Iterable[str], score: float) -> bool:
+        """Some model scored one of ``labels`` at ``score`` or more."""
+        return any(self.best(label)[0] >= score for label in labels)
+
     def as_record(self) -> list[dict[str, Any]]:
         return [result.as_dict() for result in self.results] + [
             failure.as_dict() for failure in self.failures
@@ -257,14 +261,8 @@ class ClassifierSuite:
     def _suspicious(self, run: _Run) -> bool:
         """The first pass found the image possibly sexual, or could not tell."""
         results, failures = run.snapshot()
-        if failures:
-            return True
-        return any(
-            score >= self._suspect_at
-            for result in results
-            for label, score in result.scores.items()
-            if label in self._sexual_labels
-        )
+        first_pass = ClassifierReport(tuple(results), tuple(failures))
+        return bool(failures) or first_pass.reaches(self._sexual_labels, self._suspect_at)
 
 
 @dataclass
