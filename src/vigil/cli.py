@@ -1,4 +1,4 @@
-"""The ``vigil`` command: serve, keys, webhooks, banks, hashing and archive scans.
+"""The ``vigil`` command: serve, keys, webhooks, banks, review-app users, hashing and scans.
 
 Every command finds its data the same way: ``--data-dir``, else ``VIGIL_DATA_DIR``, else
 ``./vigil-data``; and its configuration from ``--config``, ``VIGIL_CONFIG`` or the data folder's
@@ -31,13 +31,16 @@ from vigil.errors import IntakeError, InvalidConfiguration, VigilError
 from vigil.intake import open_image, read_limited
 from vigil.matching import admin, importer
 from vigil.matching.banks import BankAction
+from vigil.review import accounts
 from vigil.runtime import Runtime, ensure_bootstrap_key
 from vigil.signals import compute_signals, default_hashers
 from vigil.signals.base import HashType
 from vigil.signals.classifiers import ModelStatus
 from vigil.store import audit, sites
 from vigil.store import banks as bank_store
+from vigil.store import users as user_store
 from vigil.store.database import Database
+from vigil.store.types import utcnow
 
 app = typer.Typer(
     help="Vigil screens every uploaded image before it is published.",
@@ -48,7 +51,9 @@ app = typer.Typer(
 key_app = typer.Typer(help="API keys for sites.", no_args_is_help=True)
 site_app = typer.Typer(help="Sites and their webhooks.", no_args_is_help=True)
 bank_app = typer.Typer(help="Hash banks: lists of known images.", no_args_is_help=True)
+user_app = typer.Typer(help="People who use the review app at /review.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
+app.add_typer(user_app, name="user")
 app.add_typer(site_app, name="site")
 app.add_typer(bank_app, name="bank")
 
@@ -123,13 +128,18 @@ def serve(
     )
     runtime = Runtime.open(settings)
     bootstrap_key = ensure_bootstrap_key(runtime.database)
+    bootstrap_password = accounts.ensure_bootstrap_user(runtime.database)
     url = f"http://{server.host}:{server.port}"
     console.print(
         Text.assemble((f"Vigil {__version__}", "bold"), f" - data in {settings.data_dir}")
     )
     # Printed here for the person starting the server; the lifespan's load is then a no-op.
     _print_models(runtime.classifiers.load(log_failures=False))
-    console.print(Text.assemble("Open ", (url, "bold"), f" (API documentation at {url}/docs)"))
+    console.print(
+        Text.assemble(
+            "Open ", (f"{url}/review", "bold"), f" to review (API documentation at {url}/docs)"
+        )
+    )
     if bootstrap_key:
         console.print(
             Text.assemble(
@@ -139,6 +149,15 @@ def serve(
                 f"  {bootstrap_key}\n",
                 "Use it as 'Authorization: Bearer <key>'. "
                 "More keys: vigil key create --site NAME\n",
+            )
+        )
+    if bootstrap_password:
+        console.print(
+            Text.assemble(
+                ("Review app", "bold yellow"),
+                f" - sign in as '{accounts.BOOTSTRAP_USER}' with this password (shown once):\n",
+                f"  {bootstrap_password}\n",
+                "Then add the moderators: vigil user add NAME --role moderator\n",
             )
         )
     try:
@@ -378,6 +397,134 @@ def bank_remove_hash(
 
 
 # --- images --------------------------------------------------------------------------------------
+
+
+# --- review-app users ----------------------------------------------------------------------------
+
+PasswordStdin = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password from standard input (for scripts)."),
+]
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    accounts.check_password_rules(password)
+    return password
+
+
+def _print_totp(user: Any, secret: str) -> None:
+    console.print(f"second factor for {user.name}: add this to an authenticator app")
+    console.print(f"  secret: {secret}")
+    console.print(f"  uri:    {accounts.totp_uri(user, secret)}")
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="The name they sign in with.")],
+    role: Annotated[
+        accounts.UserRole,
+        typer.Option(
+            help="viewer: look only; moderator: decide; child_safety: also the illegal-content "
+            "path; admin: everything."
+        ),
+    ] = accounts.UserRole.MODERATOR,
+    totp: Annotated[
+        bool, typer.Option("--totp", help="Also set up a second factor (TOTP) now.")
+    ] = False,
+    password_stdin: PasswordStdin = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Create a review-app account (asks for its password)."""
+    _, database = _database(data_dir, config)
+    password = _new_password(password_stdin)
+    with database.write_session() as session:
+        user = accounts.create_user(session, name, role, password, actor=_actor())
+        secret = accounts.enrol_totp(session, user, actor=_actor()) if totp else None
+    console.print(f"user {name} created with role {role.value}")
+    if secret is not None:
+        _print_totp(user, secret)
+
+
+@user_app.command("list")
+def user_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Every account, its role and state."""
+    _, database = _database(data_dir, config)
+    with database.session() as session:
+        users = user_store.list_users(session)
+    table = Table("name", "role", "second factor", "state", "last sign-in")
+    for user in users:
+        state = "disabled" if user.disabled_at else "active"
+        last = user.last_login_at.isoformat(timespec="minutes") if user.last_login_at else "never"
+        table.add_row(user.name, user.role, "yes" if user.totp_secret else "no", state, last)
+    console.print(table)
+
+
+@user_app.command("password")
+def user_password(
+    name: str,
+    password_stdin: PasswordStdin = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Set a new password (signs the user out everywhere)."""
+    _, database = _database(data_dir, config)
+    password = _new_password(password_stdin)
+    with database.write_session() as session:
+        accounts.set_password(session, user_store.get_user(session, name), password, actor=_actor())
+    console.print(f"password of {name} changed")
+
+
+@user_app.command("role")
+def user_role(
+    name: str, role: accounts.UserRole, data_dir: DataDir = None, config: ConfigFile = None
+) -> None:
+    """Change what a user may do (signs them out everywhere)."""
+    _, database = _database(data_dir, config)
+    with database.write_session() as session:
+        accounts.set_role(session, user_store.get_user(session, name), role, actor=_actor())
+    console.print(f"{name} is now {role.value}")
+
+
+@user_app.command("totp")
+def user_totp(
+    name: str,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the second factor.")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Set up (or replace, or remove) a user's second factor."""
+    _, database = _database(data_dir, config)
+    with database.write_session() as session:
+        user = user_store.get_user(session, name)
+        if remove:
+            accounts.remove_totp(session, user, actor=_actor())
+            secret = None
+        else:
+            secret = accounts.enrol_totp(session, user, actor=_actor())
+    if secret is None:
+        console.print(f"second factor of {name} removed")
+    else:
+        _print_totp(user, secret)
+
+
+@user_app.command("disable")
+def user_disable(
+    name: str,
+    enable: Annotated[bool, typer.Option("--enable", help="Allow the user in again.")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Stop a user signing in (and end their sessions), or with --enable let them again."""
+    _, database = _database(data_dir, config)
+    with database.write_session() as session:
+        user = user_store.get_user(session, name)
+        accounts.set_disabled(session, user, not enable, actor=_actor(), now=utcnow())
+    console.print(f"{name} {'enabled' if enable else 'disabled'}")
 
 
 @app.command("hash")

@@ -244,6 +244,51 @@ class WebhookSettings(_Section):
     )
 
 
+class ReviewSettings(_Section):
+    """The moderators' web app at ``/review``."""
+
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="A login lasts this long at most (one shift)."
+    )
+    idle_minutes: float = Field(
+        60.0, gt=0, description="A login unused this long ends (an unattended screen)."
+    )
+    secure_cookies: bool = Field(
+        True,
+        description="Cookies only over HTTPS; browsers also allow them on http://localhost.",
+    )
+    claim_minutes: float = Field(
+        15.0, gt=0, description="An opened item stays with its moderator this long."
+    )
+    reveal_seconds: float = Field(
+        5.0, gt=0, le=120, description="A revealed image blurs again after this long."
+    )
+    reveal_in_colour: bool = Field(
+        False, description="Revealed images keep their colour (otherwise greyscale)."
+    )
+    shift_hours: float = Field(
+        8.0, gt=0, le=24, description="Exposure is counted over this many hours."
+    )
+    exposure_soft_limit: int = Field(
+        40, ge=1, description="Revealed images per shift after which a break is suggested."
+    )
+    max_login_failures: int = Field(
+        5, ge=1, description="Wrong passwords in a row before the account pauses."
+    )
+    lockout_minutes: float = Field(15.0, gt=0, description="How long that pause lasts.")
+    illegal_bank: str = Field(
+        "confirmed-illegal",
+        description="Images rejected as illegal go to this local block bank "
+        "(and '<name>-sha256' for exact copies).",
+    )
+    related_pdq_distance: int = Field(
+        31, ge=0, le=256, description="Uploaders whose images are this close are shown together."
+    )
+    related_window_days: float = Field(
+        30.0, gt=0, description="How far back the uploader view looks for near-identical images."
+    )
+
+
 class WorkerSettings(_Section):
     embedded: bool = Field(
         True, description="Run background work (webhook delivery) inside the server process."
@@ -273,6 +318,7 @@ class Settings(BaseSettings):
     classifiers: ClassifierSettings = ClassifierSettings()
     policy: PolicySettings = PolicySettings()
     webhooks: WebhookSettings = WebhookSettings()
+    review: ReviewSettings = ReviewSettings()
     workers: WorkerSettings = WorkerSettings()
 
     @field_validator("data_dir")

@@ -28,6 +28,7 @@ from vigil.store.models import Submission
 from vigil.store.sites import SiteRef
 from vigil.store.submissions import find_by_idempotency_key
 from vigil.store.types import utcnow
+from vigil.store.uploaders import find_suspension
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,12 @@ class Screener:
         self.frame_hashers = list(frame_hashers if frame_hashers is not None else default_frames)
 
     def evaluate(
-        self, data: bytes, uploader: UploaderContext, now: datetime | None = None
+        self,
+        data: bytes,
+        uploader: UploaderContext,
+        now: datetime | None = None,
+        *,
+        uploader_suspended: bool = False,
     ) -> Evaluation:
         """Decode, hash, match, classify and decide; records nothing. Raises IntakeError for
         bad input."""
@@ -78,7 +84,12 @@ class Screener:
         )
         signals, frames = hash_image(image, self.bytes_hashers, self.frame_hashers, sample)
         matches = self.matcher.match(signals)
-        facts = ScreeningFacts(matches, image.frame_count, signals.frames_screened)
+        facts = ScreeningFacts(
+            matches,
+            image.frame_count,
+            signals.frames_screened,
+            uploader_suspended=uploader_suspended,
+        )
         classification = None
         # An image a block bank knows is blocked whatever a model thinks of it: no need to ask.
         if self.classifiers.configured and not matches.blocks:
@@ -150,7 +161,9 @@ class ScreeningService:
             if earlier is not None:
                 return ScreeningOutcome(earlier, replayed=True)
         now = utcnow()
-        evaluation = self.screener.evaluate(data, uploader, now)
+        evaluation = self.screener.evaluate(
+            data, uploader, now, uploader_suspended=self._suspended(site, uploader)
+        )
         submission_id = str(uuid.uuid4())
         # The file is written first: no row ever points to an image that is not on disk.
         image_path = None
@@ -172,6 +185,7 @@ class ScreeningService:
                     image_path=image_path,
                     actor=actor,
                     now=now,
+                    known_illegal=evaluation.matches.blocks,
                 )
         except IntegrityError as error:
             self._discard(image_path)
@@ -189,6 +203,17 @@ class ScreeningService:
         return ScreeningOutcome(
             submission, replayed=False, classification=evaluation.classification
         )
+
+    def _suspended(self, site: SiteRef, uploader: UploaderContext) -> bool:
+        if not uploader.uploader_id:
+            return False
+        try:
+            with self.database.session() as session:
+                return find_suspension(session, site.id, uploader.uploader_id) is not None
+        except SQLAlchemyError as error:
+            raise ScreeningUnavailable(
+                "the database cannot be read right now; hold the image and retry"
+            ) from error
 
     def _earlier_submission(self, site: SiteRef, key: str, digest: str) -> Submission | None:
         with self.database.session() as session:

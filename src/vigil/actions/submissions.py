@@ -43,8 +43,12 @@ def record_screening(
     image_path: str | None,
     actor: str,
     now: datetime,
+    known_illegal: bool = False,
 ) -> Submission:
-    """Write the submission and its audit entry (in the caller's transaction)."""
+    """Write the submission and its audit entry (in the caller's transaction).
+
+    ``known_illegal``: a block bank matched it, so no one is ever shown it.
+    """
     reasons = [reason.as_dict() for reason in decision.reasons]
     classifications = classification.as_record() if classification is not None else []
     submission = Submission(
@@ -72,6 +76,7 @@ def record_screening(
         priority=decision.priority.rank,
         flags=sorted(decision.flags),
         image_path=image_path,
+        known_illegal=known_illegal,
         created_at=now,
     )
     session.add(submission)
@@ -111,8 +116,11 @@ def apply_review_decision(
     actor: str,
     note: str | None,
     now: datetime,
+    illegal: bool = False,
 ) -> str | None:
     """A moderator's decision on a held submission; the site is told by webhook.
+
+    ``illegal``: the moderator rejected it as illegal (see :mod:`vigil.actions.child_safety`).
 
     Returns the image file that is no longer needed (an approved image), for the caller to delete
     once the transaction has committed.
@@ -129,12 +137,18 @@ def apply_review_decision(
     submission.decided_at = now
     submission.decided_by = actor
     submission.decision_note = note
+    submission.claimed_by = submission.claim_expires_at = None
     audit.append(
         session,
         actor,
         DECIDED_EVENT,
         submission.id,
-        {"decision": verdict.value, "previous_decision": previous, "note": note},
+        {
+            "decision": verdict.value,
+            "previous_decision": previous,
+            "note": note,
+            "illegal": illegal,
+        },
     )
     if site.webhook_url:
         enqueue_event(
@@ -148,6 +162,7 @@ def apply_review_decision(
                 "decision": verdict.value,
                 "previous_decision": previous,
                 "note": note,
+                "illegal": illegal,
                 "decided_at": now.isoformat(),
             },
             now,

@@ -9,7 +9,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from vigil import __version__
+from vigil import __version__, review
 from vigil.api.errors import install_error_handlers
 from vigil.api.limits import BodySizeLimit
 from vigil.api.routes import banks, health, screen, sites, submissions
@@ -54,7 +54,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.worker = None
-    install_error_handlers(app)
+    install_error_handlers(app, review.error_page)
 
     def body_limit(path: str) -> int:
         if path == "/v1/screen":
@@ -66,9 +66,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(BodySizeLimit, limit_for=body_limit)
     for module in (screen, submissions, banks, sites, health):
         app.include_router(module.router)
+    review.install(app)
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse(review.PREFIX)
 
     return app

@@ -31,6 +31,8 @@ class ScreeningFacts:
     frames_screened: int
     # None: no classifier ran (none configured, or a known image was blocked without them).
     classification: ClassifierReport | None = None
+    # A moderator suspended this uploader (for example after rejecting an image as illegal).
+    uploader_suspended: bool = False
 
 
 def decide(
@@ -39,6 +41,15 @@ def decide(
     reasons = [*_bank_reasons(facts.matches), *_coverage_reasons(facts)]
     if facts.classification is not None:
         reasons.extend(_classifier_reasons(facts.classification, settings))
+    if facts.uploader_suspended:
+        reasons.append(
+            Reason(
+                "uploader_suspended",
+                Verdict.BLOCK,
+                "a moderator suspended this uploader",
+                {"uploader_id": uploader.uploader_id},
+            )
+        )
     if settings.hold_new_uploaders and is_new_uploader(uploader, settings, now):
         reasons.append(
             Reason(

@@ -136,7 +136,12 @@ class Submission(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # Priority.rank
     flags: Mapped[list[str]] = mapped_column(JsonDocument, default=list, server_default="[]")
     image_path: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Matched a block bank, or a moderator confirmed it illegal: never shown to anyone again.
+    known_illegal: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # The moderator reviewing it, so no two people open the same image; lapses by itself.
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    claim_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decision_note: Mapped[str | None] = mapped_column(Text)
@@ -175,3 +180,65 @@ class WebhookDelivery(Base):
     lease_until: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class User(Base):
+    """A person who uses the review app."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The last time step whose code was accepted: a code works once.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    show_images: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its hash is stored."""
+
+    __tablename__ = "login_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class Exposure(Base):
+    """A moderator looked at a flagged image without the blur: counted per shift."""
+
+    __tablename__ = "exposures"
+    __table_args__ = (Index("ix_exposures_user_at", "user_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    submission_id: Mapped[str] = mapped_column(String(36))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UploaderSuspension(Base):
+    """An uploader Vigil blocks outright, on a moderator's word; one row per uploader."""
+
+    __tablename__ = "uploader_suspensions"
+    __table_args__ = (
+        UniqueConstraint("site_id", "uploader_id", name="uq_uploader_suspensions_site_uploader"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    uploader_id: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    suspended_by: Mapped[str] = mapped_column(String(200))
+    suspended_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lifted_at: Mapped[datetime | None]

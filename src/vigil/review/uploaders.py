@@ -1,0 +1,98 @@
+"""An uploader's history, and the other uploaders who posted near-identical images: an attack
+is often several throwaway accounts posting the same set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vigil.config import Settings
+from vigil.store.models import Submission
+
+# Submissions compared per request at most: a month of a busy site fits; older ones do not.
+MAX_COMPARED = 200_000
+
+
+@dataclass(frozen=True)
+class RelatedUploader:
+    uploader_id: str
+    shared: int  # how many of their submissions are near-identical to one of this uploader's
+    closest: int  # the smallest PDQ distance between the two (0 for the same file)
+
+
+def _hash_words(hex_hashes: Iterable[str]) -> np.ndarray:
+    """256-bit hashes as rows of four 64-bit words, for XOR-and-popcount distances."""
+    rows = [bytes.fromhex(value) for value in hex_hashes]
+    if not rows:
+        return np.zeros((0, 4), dtype=np.uint64)
+    return np.frombuffer(b"".join(rows), dtype=">u8").astype(np.uint64).reshape(-1, 4)
+
+
+def _good_hashes(submission_pdq: Sequence[dict[str, object]], floor: int) -> list[str]:
+    return [
+        str(entry["hash"])
+        for entry in submission_pdq
+        if "hash" in entry and int(str(entry.get("quality", 0))) >= floor
+    ]
+
+
+def related_uploaders(
+    session: Session,
+    site_id: int,
+    uploader_id: str,
+    own: Sequence[Submission],
+    settings: Settings,
+    now: datetime,
+) -> list[RelatedUploader]:
+    """Other uploaders of the same site whose recent images are within
+    ``review.related_pdq_distance`` of this uploader's (or are the very same file)."""
+    floor = settings.matching.pdq_quality_floor
+    mine = _hash_words(h for submission in own for h in _good_hashes(submission.pdq, floor))
+    own_files = {submission.sha256 for submission in own}
+    since = now - timedelta(days=settings.review.related_window_days)
+    others = session.execute(
+        select(Submission.uploader_id, Submission.sha256, Submission.pdq)
+        .where(
+            Submission.site_id == site_id,
+            Submission.created_at >= since,
+            Submission.uploader_id.is_not(None),
+            Submission.uploader_id != uploader_id,
+        )
+        .order_by(Submission.created_at.desc())
+        .limit(MAX_COMPARED)
+    ).all()
+    closest_by_row: dict[int, int] = {}  # row of ``others`` -> its smallest distance
+    rows: list[int] = []
+    hashes: list[str] = []
+    for row, (_, sha256, pdq) in enumerate(others):
+        if sha256 in own_files:
+            closest_by_row[row] = 0
+            continue
+        for value in _good_hashes(pdq, floor):
+            rows.append(row)
+            hashes.append(value)
+    if len(mine) and hashes:
+        theirs = _hash_words(hashes)
+        limit = settings.review.related_pdq_distance
+        # Compared in slices so memory stays bounded whatever the counts.
+        for start in range(0, len(theirs), 4096):
+            block = theirs[start : start + 4096]
+            distances = np.bitwise_count(block[:, None, :] ^ mine[None, :, :]).sum(axis=2)
+            closest = distances.min(axis=1)
+            for offset in np.nonzero(closest <= limit)[0]:
+                row = rows[start + int(offset)]
+                distance = int(closest[offset])
+                closest_by_row[row] = min(distance, closest_by_row.get(row, distance))
+    found: dict[str, list[int]] = {}
+    for row, distance in closest_by_row.items():
+        found.setdefault(others[row][0], []).append(distance)
+    related = [
+        RelatedUploader(other, len(distances_found), min(distances_found))
+        for other, distances_found in found.items()
+    ]
+    return sorted(related, key=lambda item: (-item.shared, item.closest, item.uploader_id))
