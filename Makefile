@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml
@@ -17,8 +19,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/vigil serve
 
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the review app's browser tests"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	else echo "run as root or install it: apt-get install chromium" >&2; exit 1; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$SUDO apt-get install -y -qq chromium >/dev/null \
+	  || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 ## Run the test suite
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 ## Lint and type-check

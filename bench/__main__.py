@@ -11,12 +11,14 @@ from pathlib import Path
 from bench.classifiers import measure_classifiers
 from bench.fixtures import LARGE, MEDIUM, SMALL, benchmark_runtime
 from bench.report import Run, render
+from bench.review import measure_review
 from bench.screening import EVALUATE, measure_size, running_service
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 REPEAT = 50
 WARMUP = 5
 CLASSIFIER_REPEAT = 200  # enough samples for a 99th percentile
+RELATED_REPEAT = 10  # each round reads 100,000 submissions
 SEED = 20240601
 
 
@@ -33,8 +35,19 @@ def main() -> None:
             results.append(result)
         print(f"classifiers: timing {CLASSIFIER_REPEAT} rounds ...", file=sys.stderr, flush=True)
         classifiers = measure_classifiers(runtime, repeat=CLASSIFIER_REPEAT, warmup=WARMUP)
+        print("review app: previews and related uploaders ...", file=sys.stderr, flush=True)
+        review = measure_review(
+            runtime, repeat=REPEAT, related_repeat=RELATED_REPEAT, warmup=WARMUP, seed=SEED
+        )
     run = Run(
-        started_at, time.perf_counter() - started, REPEAT, WARMUP, banks, results, classifiers
+        started_at,
+        time.perf_counter() - started,
+        REPEAT,
+        WARMUP,
+        banks,
+        results,
+        classifiers,
+        review,
     )
     RESULTS.write_text(render(run))
     print(f"wrote {RESULTS}", file=sys.stderr)

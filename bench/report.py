@@ -14,6 +14,7 @@ from PIL import features
 
 from bench.classifiers import MODELS, PATH_DEFAULT, PATH_NONE, PATHS, ClassifierResult
 from bench.fixtures import JPEG_QUALITY, BankSetup
+from bench.review import PREVIEW_CASES, RELATED_CASES, ReviewResult
 from bench.screening import DECODE, EVALUATE, HTTP, ROWS, SizeResult
 
 COMMAND = "make bench"
@@ -28,6 +29,7 @@ class Run:
     banks: BankSetup
     results: Sequence[SizeResult]
     classifiers: ClassifierResult
+    review: ReviewResult
 
 
 def machine() -> dict[str, str]:
@@ -85,6 +87,7 @@ def render(run: Run) -> str:
         *(_headline_row(result) for result in run.results),
     ]
     lines += ["", *_classifiers(run.classifiers)]
+    lines += ["", *_review(run.review)]
     for result in run.results:
         lines += ["", *_breakdown(result)]
     return "\n".join(lines) + "\n"
@@ -137,6 +140,40 @@ def _classifiers(result: ClassifierResult) -> list[str]:
         "without classifiers.",
     ]
     return lines
+
+
+def _review(result: ReviewResult) -> list[str]:
+    decode = result.previews["decode"].median
+    fetch = result.related["fetch"].median
+    return [
+        "## Review app",
+        "",
+        f"Previews of a 2 MP JPEG ({result.preview_bytes:,} bytes), each row timed "
+        f"{result.previews['decode'].count} times round-robin; **× decode** against decoding "
+        "the same upload to its first frame, in the same loop.",
+        "",
+        "| Step | median ms | p99 ms | × decode |",
+        "|---|--:|--:|--:|",
+        *(
+            f"| {label} | {_ms(result.previews[key].median)} | {_ms(result.previews[key].p99)} "
+            f"| {result.previews[key].median / decode:.2f}× |"
+            for key, label in PREVIEW_CASES.items()
+        ),
+        "",
+        f"Related uploaders: one uploader's {result.own} images against "
+        f"{result.submissions:,} other submissions of the last 30 days (SQLite, one PDQ hash "
+        f"each; {result.related_found} uploaders found), each row timed "
+        f"{result.related['fetch'].count} times round-robin; **× fetch** against reading the "
+        "same rows alone.",
+        "",
+        "| Step | median ms | p90 ms | × fetch |",
+        "|---|--:|--:|--:|",
+        *(
+            f"| {label} | {_ms(result.related[key].median)} | {_ms(result.related[key].p90)} "
+            f"| {result.related[key].median / fetch:.2f}× |"
+            for key, label in RELATED_CASES.items()
+        ),
+    ]
 
 
 def _method(run: Run) -> list[str]:

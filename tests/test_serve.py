@@ -113,6 +113,17 @@ def test_first_start_prints_its_address_and_a_bootstrap_admin_key(first_start: S
     assert len(printed_keys(output)) == 1
 
 
+def test_first_start_prints_the_review_app_and_its_admin_password_once(
+    first_start: Server,
+) -> None:
+    output = first_start.output()
+    assert f"{first_start.url}/review" in output
+    assert output.count("sign in as 'admin' with this password") == 1
+    login = httpx.get(f"{first_start.url}/review/login", timeout=10)
+    assert login.status_code == 200
+    assert 'name="password"' in login.text
+
+
 def test_health_readiness_and_documentation_answer(first_start: Server) -> None:
     assert httpx.get(f"{first_start.url}/healthz", timeout=10).json() == {"status": "alive"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -130,3 +131,20 @@ def test_reasons_serialise_with_their_details() -> None:
     assert record["bank"] == "known"
     assert record["distance"] == 7
     assert "distance 7" in record["message"]
+
+
+def test_a_suspended_uploader_is_blocked_without_review_even_when_trusted() -> None:
+    facts = dataclasses.replace(_facts(), uploader_suspended=True)
+    decision = decide(
+        facts, UploaderContext(uploader_id="u7", trust_level=TrustLevel.TRUSTED), HOLD_NEW, NOW
+    )
+
+    assert decision.verdict is Verdict.BLOCK
+    assert not decision.review
+    assert [reason.code for reason in decision.reasons] == ["uploader_suspended"]
+    assert decision.reasons[0].details["uploader_id"] == "u7"
+
+
+def test_an_uploader_who_is_not_suspended_is_judged_on_the_image_alone() -> None:
+    decision = decide(_facts(), UploaderContext(uploader_id="u7"), PolicySettings(), NOW)
+    assert decision.verdict is Verdict.ALLOW

