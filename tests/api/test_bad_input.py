@@ -102,6 +102,9 @@ def test_bad_images_are_refused_with_a_clear_400(
         ('{"kind": "video"}', "kind"),
         ('{"uploader_id": ""}', "uploader_id"),
         ('{"ref": "' + "x" * 500 + '"}', "ref"),
+        # PostgreSQL cannot store a NUL character: refused as bad input, not a 503 to retry.
+        ('{"uploader_id": "u\\u00001"}', "uploader_id"),
+        ('{"ref": "post\\u0000"}', "ref"),
     ],
 )
 def test_a_bad_context_gets_a_422_naming_the_problem(
@@ -273,3 +276,21 @@ def test_unknown_routes_and_methods_answer_in_the_error_format(
     assert wrong_method.status_code == 405
     assert "error" in missing.json()
     assert "error" in wrong_method.json()
+
+
+def test_ids_and_notes_with_a_nul_character_are_client_errors(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    held = screen(client, admin_headers, JPEG).json()["submission_id"]
+
+    lookup = client.get("/v1/submissions/a%00b", headers=admin_headers)
+    bank = client.get("/v1/banks/a%00b", headers=admin_headers)
+    note = client.post(
+        f"/v1/submissions/{held}/decision",
+        headers=admin_headers,
+        json={"decision": "block", "note": "bad\u0000note"},
+    )
+
+    assert lookup.status_code == 404
+    assert bank.status_code == 404
+    assert note.status_code == 422

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from vigil.actions.submissions import REVIEW_PENDING, apply_review_decision
 from vigil.actions.webhooks import enqueue_event
-from vigil.policy import Verdict
+from vigil.policy import Priority, Verdict, for_child_safety
 from vigil.store import audit
 from vigil.store import uploaders as uploader_store
 from vigil.store.models import Site, Submission
@@ -55,6 +55,9 @@ class CleanUp:
     """What a clean-up did."""
 
     rejected: list[str] = field(default_factory=list)  # pending submissions now rejected
+    # Pending items that may show a child: they wait for the child-safety team, who decide
+    # whether each is illegal (evidence, reporting), which a bulk rejection would skip.
+    left_for_child_safety: list[str] = field(default_factory=list)
     taken_down: list[str] = field(default_factory=list)  # published ones the site must remove
     suspended: list[str] = field(default_factory=list)  # uploaders newly suspended
 
@@ -69,7 +72,10 @@ def clean_up_uploaders(
     now: datetime,
 ) -> CleanUp:
     """Reject everything of these uploaders still awaiting review, ask the site to take down
-    what it already published, and suspend them: one action during an attack."""
+    what it already published, and suspend them: one action during an attack.
+
+    Items that may show a child stay in the queue for the child-safety team.
+    """
     result = CleanUp()
     submissions = session.scalars(
         select(Submission)
@@ -79,7 +85,10 @@ def clean_up_uploaders(
     ).all()
     published: dict[str, list[dict[str, str | None]]] = {}
     for submission in submissions:
-        if submission.review_state == REVIEW_PENDING:
+        urgent = for_child_safety(Priority.of_rank(submission.priority), submission.flags)
+        if submission.review_state == REVIEW_PENDING and urgent:
+            result.left_for_child_safety.append(submission.id)
+        elif submission.review_state == REVIEW_PENDING:
             apply_review_decision(
                 session, submission, site, Verdict.BLOCK, actor=actor, note=reason, now=now
             )

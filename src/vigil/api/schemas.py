@@ -13,7 +13,9 @@ from vigil.policy import Priority, TrustLevel, UploaderContext, UploadKind
 from vigil.signals.base import HashType
 from vigil.store.models import Bank, Submission
 
-_ID_FIELD = Field(None, min_length=1, max_length=200)
+# Text that is stored: PostgreSQL refuses NUL characters, so they are refused here as bad input.
+NO_NUL = r"^[^\x00]*$"
+_ID_FIELD = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
 
 
 class UploadContext(BaseModel):
@@ -31,7 +33,11 @@ class UploadContext(BaseModel):
     ip: str | None = Field(None, max_length=45)
     kind: UploadKind | None = None
     ref: str | None = Field(
-        None, min_length=1, max_length=200, description="The site's own id for the post."
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=NO_NUL,
+        description="The site's own id for the post.",
     )
 
     @field_validator("ip")
@@ -145,7 +151,7 @@ class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["allow", "block"]
-    note: str | None = Field(None, max_length=2000)
+    note: str | None = Field(None, max_length=2000, pattern=NO_NUL)
 
 
 class BankCreate(BaseModel):
@@ -156,7 +162,7 @@ class BankCreate(BaseModel):
     action: BankAction
     threshold: int | None = Field(None, description="PDQ distance; default from the settings (31).")
     enabled: bool = True
-    description: str | None = Field(None, max_length=2000)
+    description: str | None = Field(None, max_length=2000, pattern=NO_NUL)
 
 
 class BankUpdate(BaseModel):
@@ -165,7 +171,7 @@ class BankUpdate(BaseModel):
     action: BankAction | None = None
     threshold: int | None = None
     enabled: bool | None = None
-    description: str | None = Field(None, max_length=2000)
+    description: str | None = Field(None, max_length=2000, pattern=NO_NUL)
 
 
 class BankResponse(BaseModel):

@@ -1,6 +1,13 @@
 """Policy: signals + uploader trust + site settings -> allow / hold / block, with reasons."""
 
-from vigil.policy.decision import CHILD_SAFETY, Decision, Priority, Reason, Verdict
+from vigil.policy.decision import (
+    CHILD_SAFETY,
+    Decision,
+    Priority,
+    Reason,
+    Verdict,
+    for_child_safety,
+)
 from vigil.policy.rules import ScreeningFacts, decide, is_new_uploader
 from vigil.policy.uploader import TrustLevel, UploaderContext, UploadKind
 
@@ -15,5 +22,6 @@ __all__ = [
     "UploaderContext",
     "Verdict",
     "decide",
+    "for_child_safety",
     "is_new_uploader",
 ]

@@ -43,6 +43,11 @@ _BY_RANK = {rank: priority for priority, rank in _RANK.items()}
 CHILD_SAFETY = "child_safety"  # a flag: the submission goes down the child-safety path
 
 
+def for_child_safety(priority: Priority, flags: Iterable[str]) -> bool:
+    """Whether an item may show a child, so only the child-safety team handles it."""
+    return priority is Priority.URGENT or CHILD_SAFETY in flags
+
+
 @dataclass(frozen=True)
 class Reason:
     """Why a verdict was reached. ``verdict`` is what this reason alone asks for; an ``allow``

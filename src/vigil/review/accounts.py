@@ -127,7 +127,11 @@ def log_in(
     wrong. Wrong passwords in a row pause the account for a while.
     """
     refused = Unauthenticated("wrong name, password or code")
-    user = user_store.find_user(session, name) if len(password) <= MAX_PASSWORD_LENGTH else None
+    user = (
+        user_store.find_user(session, name, for_update=True)
+        if len(password) <= MAX_PASSWORD_LENGTH
+        else None
+    )
     if user is None:
         _password_matches(_DUMMY_HASH, password)
         raise refused

@@ -12,6 +12,7 @@ from vigil.errors import Unauthenticated
 from vigil.review.accounts import MAX_PASSWORD_LENGTH, log_in
 from vigil.review.web import (
     LOGIN_CSRF_COOKIE,
+    NO_NUL,
     PREFIX,
     SESSION_COOKIE,
     RuntimeDep,
@@ -54,10 +55,10 @@ def login_form(request: Request, next: str | None = None) -> HTMLResponse:
 def login(
     request: Request,
     runtime: RuntimeDep,
-    name: Annotated[str, Form(max_length=100)],
-    password: Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)],
-    code: Annotated[str, Form(max_length=20)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "",
+    name: Annotated[str, Form(max_length=100, pattern=NO_NUL)],
+    password: Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH, pattern=NO_NUL)],
+    code: Annotated[str, Form(max_length=20, pattern=NO_NUL)] = "",
+    next: Annotated[str, Form(max_length=2000, pattern=NO_NUL)] = "",
 ) -> Response:
     refused: Unauthenticated | None = None
     with runtime.database.write_session() as session:
@@ -90,7 +91,7 @@ def preferences(
     reviewer: Viewer,
     runtime: RuntimeDep,
     show_images: Annotated[bool, Form()] = False,
-    back: Annotated[str, Form(max_length=2000)] = "",
+    back: Annotated[str, Form(max_length=2000, pattern=NO_NUL)] = "",
 ) -> Response:
     """The "no images" mode: only signals and metadata, no pictures at all."""
     with runtime.database.session() as session:

@@ -16,7 +16,7 @@ from vigil.review import queue, status
 from vigil.review.accounts import Permission
 from vigil.review.previews import PreviewStyle, PreviewUnavailable, render_preview
 from vigil.review.uploaders import MAX_COMPARED, related_uploaders
-from vigil.review.web import PREFIX, Moderator, Reviewer, RuntimeDep, Viewer, render
+from vigil.review.web import NO_NUL, PREFIX, Moderator, Reviewer, RuntimeDep, Viewer, render
 from vigil.runtime import Runtime
 from vigil.store import audit
 from vigil.store import banks as bank_store
@@ -29,8 +29,9 @@ from vigil.store.uploaders import find_suspension
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
-_ID = Annotated[str, Query(max_length=200)]
-_NOTE = Annotated[str, Form(max_length=2000)]
+_ID = Annotated[str, Query(max_length=200, pattern=NO_NUL)]
+_NOTE = Annotated[str, Form(max_length=2000, pattern=NO_NUL)]
+_FILTER = Annotated[str | None, Query(max_length=200, pattern=NO_NUL)]
 
 
 @router.get("")
@@ -73,7 +74,7 @@ def review_next(reviewer: Moderator, runtime: RuntimeDep) -> RedirectResponse:
 
 
 def _submission_and_site(session: Session, submission_id: str) -> tuple[Submission, Site]:
-    if len(submission_id) > 36:
+    if len(submission_id) > 36 or "\x00" in submission_id:
         raise NotFound(f"no submission {submission_id!r}")
     submission = get_submission(session, submission_id)
     site = session.get(Site, submission.site_id)
@@ -201,9 +202,7 @@ def decide(
         runtime.metrics.reviews.labels(
             "allow" if decision is queue.ReviewAction.APPROVE else "block"
         ).inc()
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()  # the site hears of the decision now, not at the next poll
+    _wake_worker(request)
     with runtime.database.write_session() as session:
         following = queue.claim_next(
             session, reviewer, utcnow(), runtime.settings.review.claim_minutes, skip=submission_id
@@ -213,11 +212,19 @@ def decide(
     return RedirectResponse(f"{PREFIX}/items/{following}?done={decision.value}", status_code=303)
 
 
+def _wake_worker(request: Request) -> None:
+    """The site hears of a decision now, not at the worker's next poll."""
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.wake()
+
+
 @router.post("/items/{submission_id}/release")
 def release(submission_id: str, reviewer: Moderator, runtime: RuntimeDep) -> RedirectResponse:
     """Put the item back for someone else (a moderator who would rather not)."""
     with runtime.database.session() as session:
-        queue.release(session, submission_id[:36], reviewer)
+        submission, _ = _submission_and_site(session, submission_id)
+        queue.release(session, submission.id, reviewer)
     return RedirectResponse(f"{PREFIX}/queue", status_code=303)
 
 
@@ -255,10 +262,11 @@ def uploader_page(
 
 @router.post("/uploader/clean-up")
 def clean_up(
+    request: Request,
     reviewer: Moderator,
     runtime: RuntimeDep,
-    site: Annotated[str, Form(max_length=200)],
-    uploader: Annotated[str, Form(max_length=200)],
+    site: Annotated[str, Form(max_length=200, pattern=NO_NUL)],
+    uploader: Annotated[str, Form(max_length=200, pattern=NO_NUL)],
     confirm: Annotated[bool, Form()] = False,
     related: Annotated[list[str] | None, Form()] = None,
     note: _NOTE = "",
@@ -268,7 +276,7 @@ def clean_up(
     if not confirm:
         raise InvalidRequest("tick the confirmation box to clean up these uploaders")
     uploaders = [uploader, *(related or [])]
-    if len(uploaders) > 100 or any(len(one) > 200 for one in uploaders):
+    if len(uploaders) > 100 or any(len(one) > 200 or "\x00" in one for one in uploaders):
         raise InvalidRequest("clean up at most 100 uploaders at once, by their ids")
     reason = note.strip() or "bulk clean-up by a moderator"
     with runtime.database.write_session() as session:
@@ -278,10 +286,13 @@ def clean_up(
         )
     for _ in result.rejected:
         runtime.metrics.reviews.labels("block").inc()
+    _wake_worker(request)
     done = (
         f"rejected {len(result.rejected)}, asked to take down {len(result.taken_down)}, "
         f"suspended {len(result.suspended)}"
     )
+    if result.left_for_child_safety:
+        done += f", left {len(result.left_for_child_safety)} for the child-safety team"
 
     return RedirectResponse(
         f"{PREFIX}/uploader?{urlencode({'site': site, 'id': uploader, 'done': done})}",
@@ -321,15 +332,16 @@ def audit_page(
     request: Request,
     reviewer: Viewer,
     runtime: RuntimeDep,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
-    action: Annotated[str | None, Query(max_length=50)] = None,
-    subject: Annotated[str | None, Query(max_length=200)] = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    actor: _FILTER = None,
+    action: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
+    subject: _FILTER = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> HTMLResponse:
     wanted = status.AuditFilter(actor or None, action or None, subject or None, before)
     with runtime.database.session() as session:
-        events = status.audit_page(session, wanted)
+        found = status.audit_page(session, wanted)
         actions = status.audit_actions(session)
+    events = found[: status.AUDIT_PAGE]
     return render(
         request,
         "audit.html",
@@ -337,7 +349,7 @@ def audit_page(
             "events": events,
             "actions": actions,
             "wanted": wanted,
-            "older": events[-1].id if len(events) == status.AUDIT_PAGE else None,
+            "older": events[-1].id if len(found) > status.AUDIT_PAGE else None,
         },
         reviewer=reviewer,
     )

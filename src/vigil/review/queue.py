@@ -15,7 +15,7 @@ from vigil.actions.submissions import REVIEW_PENDING, apply_review_decision
 from vigil.config import Settings
 from vigil.errors import Conflict, Forbidden
 from vigil.policy import Verdict
-from vigil.policy.decision import CHILD_SAFETY, Priority
+from vigil.policy.decision import CHILD_SAFETY, Priority, for_child_safety
 from vigil.review.accounts import Permission
 from vigil.review.web import Reviewer
 from vigil.store import audit
@@ -33,7 +33,7 @@ class ReviewAction(StrEnum):
 
 
 def needs_child_safety(submission: Submission) -> bool:
-    return submission.priority >= CHILD_SAFETY_RANK or CHILD_SAFETY in submission.flags
+    return for_child_safety(Priority.of_rank(submission.priority), submission.flags)
 
 
 def may_handle(reviewer: Reviewer, submission: Submission) -> bool:

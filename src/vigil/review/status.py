@@ -103,7 +103,7 @@ def chart(hours: Sequence[HourCounts], width: int = 720, height: int = 200) -> C
             ("blocked", hour.blocked),
         ):
             size = height * count / top
-            y -= size
+            y = max(0.0, y - size)
             segments.append((kind, round(y, 2), round(size, 2), count))
         bars.append(
             Bar(
@@ -126,8 +126,9 @@ class AuditFilter:
 
 
 def audit_page(session: Session, wanted: AuditFilter) -> list[AuditEvent]:
-    """Newest first, ``AUDIT_PAGE`` at a time; ``before_id`` pages back."""
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(AUDIT_PAGE)
+    """Newest first, ``AUDIT_PAGE`` at a time (and one more, which says there is an older
+    page); ``before_id`` pages back."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(AUDIT_PAGE + 1)
     if wanted.actor:
         query = query.where(AuditEvent.actor.contains(wanted.actor, autoescape=True))
     if wanted.action:

@@ -17,6 +17,10 @@ from vigil.store.models import Submission
 
 # Submissions compared per request at most (the most recent ones): about a second on SQLite.
 MAX_COMPARED = 100_000
+# This uploader's hashes compared at most (their most recent), and hash pairs compared at once:
+# together they bound the memory one request can take (about 32 MB).
+MAX_OWN_HASHES = 5_000
+_PAIRS_AT_ONCE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,9 @@ def related_uploaders(
     """Other uploaders of the same site whose recent images are within
     ``review.related_pdq_distance`` of this uploader's (or are the very same file)."""
     floor = settings.matching.pdq_quality_floor
-    mine = _hash_words(h for submission in own for h in _good_hashes(submission.pdq, floor))
+    recent_first = sorted(own, key=lambda submission: submission.created_at, reverse=True)
+    own_hashes = [h for submission in recent_first for h in _good_hashes(submission.pdq, floor)]
+    mine = _hash_words(own_hashes[:MAX_OWN_HASHES])
     own_files = {submission.sha256 for submission in own}
     since = now - timedelta(days=settings.review.related_window_days)
     # The hashes come back as JSON text and are parsed here: three times faster than through
@@ -86,8 +92,9 @@ def related_uploaders(
         theirs = _hash_words(hashes)
         limit = settings.review.related_pdq_distance
         # Compared in slices so memory stays bounded whatever the counts.
-        for start in range(0, len(theirs), 4096):
-            block = theirs[start : start + 4096]
+        step = max(1, _PAIRS_AT_ONCE // len(mine))
+        for start in range(0, len(theirs), step):
+            block = theirs[start : start + step]
             distances = np.bitwise_count(block[:, None, :] ^ mine[None, :, :]).sum(axis=2)
             closest = distances.min(axis=1)
             for offset in np.nonzero(closest <= limit)[0]:

@@ -26,6 +26,8 @@ LOGIN_CSRF_COOKIE = "vigil_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 PREFIX = "/review"
+# Form and query text is stored or searched for; PostgreSQL refuses NUL, so it is bad input.
+NO_NUL = r"^[^\x00]*$"
 # Writing "last seen" on every request would make each page view a database write.
 _SEEN_RESOLUTION = timedelta(minutes=1)
 

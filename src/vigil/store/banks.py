@@ -68,7 +68,7 @@ def create_bank(
 
 
 def get_bank(session: Session, name: str) -> Bank:
-    bank = session.scalar(select(Bank).where(Bank.name == name))
+    bank = None if "\x00" in name else session.scalar(select(Bank).where(Bank.name == name))
     if bank is None:
         raise NotFound(f"no bank named {name!r}")
     return bank

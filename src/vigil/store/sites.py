@@ -68,7 +68,7 @@ def get_or_create_site(session: Session, name: str) -> Site:
 
 
 def get_site(session: Session, name: str) -> Site:
-    site = session.scalar(select(Site).where(Site.name == name))
+    site = None if "\x00" in name else session.scalar(select(Site).where(Site.name == name))
     if site is None:
         raise NotFound(f"no site named {name!r}")
     return site

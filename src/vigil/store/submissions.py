@@ -13,6 +13,9 @@ def get_submission(
     session: Session, submission_id: str, *, site_id: int | None = None
 ) -> Submission:
     """The submission, or :class:`NotFound`; with ``site_id``, only one of that site's."""
+    # Not a submission id at all (PostgreSQL would refuse the NUL outright).
+    if len(submission_id) > 36 or "\x00" in submission_id:
+        raise NotFound(f"no submission {submission_id[:40]!r}")
     submission = session.get(Submission, submission_id)
     if submission is None or (site_id is not None and submission.site_id != site_id):
         raise NotFound(f"no submission {submission_id!r}")

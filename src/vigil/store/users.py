@@ -27,8 +27,13 @@ def add_user(session: Session, name: str, role: str, password_hash: str) -> User
     return user
 
 
-def find_user(session: Session, name: str) -> User | None:
-    return session.scalar(select(User).where(User.name == name))
+def find_user(session: Session, name: str, *, for_update: bool = False) -> User | None:
+    """The user; ``for_update`` locks the row until the transaction ends (PostgreSQL), so
+    concurrent sign-ins count failures and spend codes one after another."""
+    if "\x00" in name:  # never a user name (and PostgreSQL would refuse it)
+        return None
+    query = select(User).where(User.name == name)
+    return session.scalar(query.with_for_update() if for_update else query)
 
 
 def get_user(session: Session, name: str) -> User:
