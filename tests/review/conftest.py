@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -48,10 +49,15 @@ def sign_in(client: TestClient, name: str, password: str = PASSWORD, code: str =
     )
 
 
+Browsers = Callable[[], TestClient]
+
+
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:  # noqa: F811
-    """Images from new accounts are held, so every test can fill the queue."""
-    return make_settings(policy={"hold_new_uploaders": True})
+def settings(make_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> Settings:  # noqa: F811
+    """Images from new accounts are held, so every test can fill the queue; ``review``
+    settings come through indirect parametrisation."""
+    review: dict[str, Any] = getattr(request, "param", {})
+    return make_settings(policy={"hold_new_uploaders": True}, review=review)
 
 
 @pytest.fixture
@@ -83,6 +89,55 @@ def site_headers(runtime: Runtime) -> dict[str, str]:
 def set_site_webhook(runtime: Runtime, url: str, site: str = "default") -> None:
     with runtime.database.session() as session:
         set_webhook(get_site(session, site), url, rotate_secret=False)
+
+
+@dataclass
+class Person:
+    """A signed-in browser of the review app."""
+
+    name: str
+    client: TestClient
+    csrf: str
+
+    def get(self, url: str) -> Any:
+        return self.client.get(url)
+
+    def item(self, submission_id: str) -> Any:
+        return self.client.get(f"/review/items/{submission_id}")
+
+    def preview(self, submission_id: str) -> Any:
+        return self.client.get(f"/review/items/{submission_id}/preview")
+
+    def reveal(self, submission_id: str) -> Any:
+        """As the page's script asks for it: a POST with the CSRF token in a header."""
+        return self.client.post(
+            f"/review/items/{submission_id}/reveal",
+            headers={"X-CSRF-Token": self.csrf, "X-Requested-With": "fetch"},
+        )
+
+    def post(self, url: str, **form: str) -> Any:
+        """Submit a form of the app (with the session's CSRF token); redirects not followed."""
+        return self.client.post(url, data={"csrf_token": self.csrf, **form}, follow_redirects=False)
+
+    def decide(self, submission_id: str, decision: str, note: str = "") -> Any:
+        return self.post(f"/review/items/{submission_id}/decision", decision=decision, note=note)
+
+    def review_next(self) -> str | None:
+        """POST /review/queue/next: the id of the item it opened, or None (queue empty)."""
+        response = self.post("/review/queue/next")
+        assert response.status_code == 303, response.text
+        found = re.fullmatch(r"/review/items/([0-9a-f-]{36})(\?.*)?", response.headers["location"])
+        return found.group(1) if found else None
+
+
+def signed_in(runtime: Runtime, browsers: Browsers, name: str, role: UserRole) -> Person:
+    """A new user of ``role``, signed in on a browser of their own."""
+    add_user(runtime, name, role)
+    client = browsers()
+    landing = sign_in(client, name)
+    assert landing.status_code == 200, landing.text
+    assert landing.url.path == "/review/queue"
+    return Person(name, client, csrf_token(landing.text))
 
 
 def held_upload(

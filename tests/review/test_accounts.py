@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from tests.review.conftest import PASSWORD, add_user, csrf_token, held_upload, sign_in
+from tests.review.conftest import PASSWORD, Browsers, add_user, csrf_token, held_upload, sign_in
 from vigil.errors import InvalidRequest
 from vigil.policy.decision import Priority
 from vigil.review import accounts
@@ -36,8 +36,6 @@ from vigil.store.models import (
     User,
 )
 from vigil.store.types import utcnow
-
-Browsers = Callable[[], TestClient]
 
 SESSION_COOKIE = "vigil_session"
 REFUSED = "wrong name, password or code"

@@ -7,27 +7,26 @@ import base64
 import hashlib
 import io
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select, update
 
 from tests.api.conftest import add_hashes, create_bank, pdq_of, screen
 from tests.images import encode, make_photo
-from tests.review.conftest import add_user, csrf_token, held_upload, sign_in
-from vigil.config import Settings
+from tests.review.conftest import (
+    Browsers,
+    held_upload,
+    signed_in,
+)
 from vigil.review.accounts import UserRole
 from vigil.runtime import Runtime
 from vigil.store.models import AuditEvent, Exposure, Submission, User
 from vigil.store.types import utcnow
 
-Browsers = Callable[[], TestClient]
 ROLES = (UserRole.VIEWER, UserRole.MODERATOR, UserRole.CHILD_SAFETY, UserRole.ADMIN)
 # How an image could reach a page: raw bytes, base64 (as in a data: address), or a link.
 _IMAGE_TRACES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"data:image", b"<img")
@@ -35,45 +34,6 @@ _IMAGE_TRACES_BASE64 = (
     base64.b64encode(b"\xff\xd8\xff")[:4],  # "/9j/"
     base64.b64encode(b"\x89PNG\r\n\x1a\n")[:8],  # "iVBORw0K"
 )
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> Settings:
-    """As the review conftest's (new accounts are held), with ``review`` settings a test
-    passes through indirect parametrisation."""
-    review: dict[str, Any] = getattr(request, "param", {})
-    return make_settings(policy={"hold_new_uploaders": True}, review=review)
-
-
-@dataclass
-class Person:
-    name: str
-    client: TestClient
-    csrf: str
-
-    def item(self, submission_id: str) -> Any:
-        return self.client.get(f"/review/items/{submission_id}")
-
-    def preview(self, submission_id: str) -> Any:
-        return self.client.get(f"/review/items/{submission_id}/preview")
-
-    def reveal(self, submission_id: str) -> Any:
-        """As the page's script asks for it: a POST with the CSRF token in a header."""
-        return self.client.post(
-            f"/review/items/{submission_id}/reveal",
-            headers={"X-CSRF-Token": self.csrf, "X-Requested-With": "fetch"},
-        )
-
-    def post(self, url: str, **form: str) -> Any:
-        return self.client.post(url, data={"csrf_token": self.csrf, **form}, follow_redirects=False)
-
-
-def signed_in(runtime: Runtime, browsers: Browsers, name: str, role: UserRole) -> Person:
-    add_user(runtime, name, role)
-    client = browsers()
-    landing = sign_in(client, name)
-    assert landing.status_code == 200, landing.text
-    return Person(name, client, csrf_token(landing.text))
 
 
 def picture(response: Any) -> Image.Image:

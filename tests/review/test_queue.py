@@ -6,22 +6,24 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from tests.api.conftest import screen
 from tests.images import encode, make_photo
 from tests.receiver import Received, WebhookReceiver, wait_until, webhook_receiver
-from tests.review.conftest import add_user, csrf_token, held_upload, set_site_webhook, sign_in
+from tests.review.conftest import (
+    Browsers,
+    add_user,
+    held_upload,
+    set_site_webhook,
+    signed_in,
+)
 from vigil.actions.images import ImageStore
 from vigil.actions.webhooks import verify_signature
-from vigil.config import Settings
 from vigil.policy.decision import CHILD_SAFETY, Priority
 from vigil.review import queue
 from vigil.review.accounts import UserRole
@@ -30,56 +32,8 @@ from vigil.runtime import Runtime
 from vigil.store.models import AuditEvent, BankHash, Site, Submission, User
 from vigil.store.types import utcnow
 
-Browsers = Callable[[], TestClient]
 ILLEGAL_BANK = "team-confirmed"
 _ITEM_LINK = re.compile(r'href="/review/items/([0-9a-f-]{36})"')
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> Settings:
-    """As the review conftest's (new accounts are held), with ``review`` settings a test
-    passes through indirect parametrisation."""
-    review: dict[str, Any] = getattr(request, "param", {})
-    return make_settings(policy={"hold_new_uploaders": True}, review=review)
-
-
-@dataclass
-class Person:
-    """A signed-in browser of the review app."""
-
-    name: str
-    client: TestClient
-    csrf: str
-
-    def get(self, url: str) -> Any:
-        return self.client.get(url)
-
-    def post(self, url: str, **form: str) -> Any:
-        """Submit a form of the app (with the session's CSRF token); redirects not followed."""
-        return self.client.post(url, data={"csrf_token": self.csrf, **form}, follow_redirects=False)
-
-    def decide(self, submission_id: str, decision: str, note: str = "") -> Any:
-        return self.post(f"/review/items/{submission_id}/decision", decision=decision, note=note)
-
-    def review_next(self) -> str | None:
-        """POST /review/queue/next: the id of the item it opened, or None (queue empty)."""
-        response = self.post("/review/queue/next")
-        assert response.status_code == 303, response.text
-        return _item_in(response.headers["location"])
-
-
-def _item_in(location: str) -> str | None:
-    found = re.fullmatch(r"/review/items/([0-9a-f-]{36})(\?.*)?", location)
-    return found.group(1) if found else None
-
-
-def signed_in(runtime: Runtime, browsers: Browsers, name: str, role: UserRole) -> Person:
-    add_user(runtime, name, role)
-    client = browsers()
-    landing = sign_in(client, name)
-    assert landing.status_code == 200, landing.text
-    assert landing.url.path == "/review/queue"
-    return Person(name, client, csrf_token(landing.text))
 
 
 def submission(runtime: Runtime, submission_id: str) -> Submission:

@@ -24,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
-from tests.review.conftest import PASSWORD, csrf_token
+from tests.review.conftest import PASSWORD, Browsers, csrf_token
 from tests.test_serve import running_server
 from vigil.cli import app
 from vigil.config import Settings
@@ -34,7 +34,6 @@ from vigil.runtime import Runtime
 from vigil.store import users as user_store
 from vigil.store.models import AuditEvent
 
-Browsers = Callable[[], TestClient]
 NEW_PASSWORD = "an entirely different passphrase"
 _SECRET = re.compile(r"secret: ([A-Z2-7]+)\s")
 _URI = re.compile(r"uri:\s+(otpauth://\S+)")
