@@ -52,7 +52,6 @@ def queue_page(request: Request, reviewer: Viewer, runtime: RuntimeDep) -> HTMLR
         {
             "items": items,
             "summary": summary,
-            "now": now,
             "Priority": Priority,
             "may_handle": {
                 item.submission.id: queue.may_handle(reviewer, item.submission) for item in items
@@ -74,8 +73,6 @@ def review_next(reviewer: Moderator, runtime: RuntimeDep) -> RedirectResponse:
 
 
 def _submission_and_site(session: Session, submission_id: str) -> tuple[Submission, Site]:
-    if len(submission_id) > 36 or "\x00" in submission_id:
-        raise NotFound(f"no submission {submission_id!r}")
     submission = get_submission(session, submission_id)
     site = session.get(Site, submission.site_id)
     if site is None:
@@ -103,12 +100,7 @@ def item_page(
         submission, site = _submission_and_site(session, submission_id)
         claimed = queue.open_for_review(session, submission, reviewer, runtime.settings, now)
         claimant = None
-        if (
-            not claimed
-            and submission.claimed_by is not None
-            and submission.claim_expires_at
-            and submission.claim_expires_at > now
-        ):
+        if not claimed and submission.claimed_by is not None and queue.claim_live(submission, now):
             user = session.get(User, submission.claimed_by)
             claimant = user.name if user is not None else None
         suspended = (
@@ -130,7 +122,6 @@ def item_page(
             "suspended": suspended,
             "priority": Priority.of_rank(submission.priority),
             "reveal_seconds": runtime.settings.review.reveal_seconds,
-            "now": now,
         },
         reviewer=reviewer,
     )
@@ -321,7 +312,6 @@ def status_page(request: Request, reviewer: Viewer, runtime: RuntimeDep) -> HTML
             },
             "summary": summary,
             "banks": banks,
-            "now": now,
         },
         reviewer=reviewer,
     )

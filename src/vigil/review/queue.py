@@ -63,7 +63,7 @@ def pending(session: Session, now: datetime, *, limit: int = 200) -> list[QueueI
         QueueItem(
             submission,
             site_name,
-            claimant if _claim_live(submission, now) else None,
+            claimant if claim_live(submission, now) else None,
         )
         for submission, site_name, claimant in rows
     ]
@@ -87,7 +87,8 @@ def summary(session: Session) -> QueueSummary:
     return QueueSummary(int(size or 0), oldest, int(urgent or 0))
 
 
-def _claim_live(submission: Submission, now: datetime) -> bool:
+def claim_live(submission: Submission, now: datetime) -> bool:
+    """Someone has the item open and their claim has not lapsed."""
     return (
         submission.claimed_by is not None
         and submission.claim_expires_at is not None
