@@ -3,7 +3,7 @@ is often several throwaway accounts posting the same set."""
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +21,8 @@ MAX_COMPARED = 100_000
 # together they bound the memory one request can take (about 32 MB).
 MAX_OWN_HASHES = 5_000
 _PAIRS_AT_ONCE = 1_000_000
+_HASH = re.compile(r'"hash":\s*"([0-9a-f]{64})"')
+_QUALITY = re.compile(r'"quality":\s*(-?\d+)')
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,8 @@ def related_uploaders(
     mine = _hash_words(own_hashes[:MAX_OWN_HASHES])
     own_files = {submission.sha256 for submission in own}
     since = now - timedelta(days=settings.review.related_window_days)
-    # The hashes come back as JSON text and are parsed here: three times faster than through
-    # the column's JSON type, which matters at a hundred thousand rows.
+    # The hashes come back as JSON text and are read with two regular expressions: several
+    # times faster than through the column's JSON type, which matters at 100,000 rows.
     others = session.execute(
         select(Submission.uploader_id, Submission.sha256, cast(Submission.pdq, Text))
         .where(
@@ -76,18 +78,19 @@ def related_uploaders(
         .limit(MAX_COMPARED)
     ).all()
     closest_by_row: dict[int, int] = {}  # row of ``others`` -> its smallest distance
-    # One parse of all the rows' hashes together (one json.loads per row costs twice the query).
-    parsed = json.loads("[" + ",".join(text or "[]" for _, _, text in others) + "]")
     rows: list[int] = []
     hashes: list[str] = []
-    for row, ((_, sha256, _), entries) in enumerate(zip(others, parsed, strict=True)):
+    for row, (_, sha256, pdq_text) in enumerate(others):
         if sha256 in own_files:
             closest_by_row[row] = 0
             continue
-        for entry in entries:
-            if entry.get("quality", 0) >= floor and "hash" in entry:
+        # Each frame's object has one hash and one quality, so the two lists pair up in order
+        # (whatever order the database keeps the keys in); cheaper than parsing the JSON.
+        frames = zip(_HASH.findall(pdq_text or ""), _QUALITY.findall(pdq_text or ""), strict=True)
+        for value, quality in frames:
+            if int(quality) >= floor:
                 rows.append(row)
-                hashes.append(entry["hash"])
+                hashes.append(value)
     if len(mine) and hashes:
         theirs = _hash_words(hashes)
         limit = settings.review.related_pdq_distance
