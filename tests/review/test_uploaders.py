@@ -19,7 +19,14 @@ from sqlalchemy import select, update
 from tests.api.conftest import add_hashes, create_bank, screen, site_key
 from tests.images import encode, make_photo
 from tests.receiver import wait_until, webhook_receiver
-from tests.review.conftest import add_user, csrf_token, held_upload, set_site_webhook, sign_in
+from tests.review.conftest import (
+    add_user,
+    csrf_token,
+    held_upload,
+    set_site_webhook,
+    sign_in,
+    signed_in,
+)
 from vigil.config import Settings
 from vigil.policy import CHILD_SAFETY, Priority
 from vigil.review.accounts import UserRole
@@ -641,3 +648,33 @@ def test_a_clean_up_leaves_items_that_may_show_a_child_to_the_child_safety_team(
         assert session.get_one(Submission, ordinary).decision == "block"
         left = session.get_one(Submission, urgent)
         assert (left.decision, left.review_state) == ("hold", "pending")
+
+
+def test_the_child_safety_team_can_lift_a_suspension_and_the_site_is_told(
+    runtime: Runtime, app_client: Callable[[], TestClient], site_headers: dict[str, str]
+) -> None:
+    set_site_webhook(runtime, "http://127.0.0.1:9/never-called")
+    held_upload(app_client(), site_headers, seed=51, uploader="u1")
+    moderator = _moderator(app_client, runtime, "mona")
+    token = csrf_token(_uploader_page(moderator, "u1").text)
+    moderator.post(
+        "/review/uploader/clean-up",
+        data={"csrf_token": token, "site": "default", "uploader": "u1", "confirm": "true"},
+    )
+    form = {"site": "default", "uploader": "u1"}
+
+    refused = moderator.post("/review/uploader/reinstate", data={**form, "csrf_token": token})
+    team = signed_in(runtime, app_client, "cara", UserRole.CHILD_SAFETY)
+    page = team.get("/review/uploader?site=default&id=u1")
+    assert "Lift suspension" in page.text
+    lifted = team.client.post("/review/uploader/reinstate", data={**form, "csrf_token": team.csrf})
+
+    assert refused.status_code == 403
+    assert lifted.status_code == 200
+    assert "suspension lifted" in lifted.text
+    # Screened as usual again: a new account's image is held, not blocked as suspended.
+    held_upload(app_client(), site_headers, seed=52, uploader="u1")
+    with runtime.database.session() as session:
+        events = session.scalars(select(WebhookDelivery.event_type)).all()
+    assert events.count("uploader.suspended") == 1
+    assert events.count("uploader.reinstated") == 1

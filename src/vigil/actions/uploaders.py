@@ -17,6 +17,7 @@ from vigil.store import uploaders as uploader_store
 from vigil.store.models import Site, Submission
 
 SUSPENDED_EVENT = "uploader.suspended"
+REINSTATED_EVENT = "uploader.reinstated"
 TAKEDOWN_EVENT = "uploader.takedown_requested"
 
 
@@ -45,6 +46,25 @@ def suspend_uploader(
             site.id,
             SUSPENDED_EVENT,
             {"uploader_id": uploader_id, "reason": reason, "suspended_at": now.isoformat()},
+            now,
+        )
+    return True
+
+
+def reinstate_uploader(
+    session: Session, site: Site, uploader_id: str, *, actor: str, now: datetime
+) -> bool:
+    """Lift a suspension (a mistake, or an account recovered); the site is told. Returns
+    whether there was one to lift."""
+    if not uploader_store.lift(session, site.id, uploader_id, now):
+        return False
+    audit.append(session, actor, REINSTATED_EVENT, f"{site.name}/{uploader_id}", {})
+    if site.webhook_url:
+        enqueue_event(
+            session,
+            site.id,
+            REINSTATED_EVENT,
+            {"uploader_id": uploader_id, "reinstated_at": now.isoformat()},
             now,
         )
     return True

@@ -9,14 +9,23 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from vigil.actions.uploaders import clean_up_uploaders
+from vigil.actions.uploaders import clean_up_uploaders, reinstate_uploader
 from vigil.errors import Forbidden, InvalidRequest, NotFound
 from vigil.policy.decision import Priority
 from vigil.review import queue, status
 from vigil.review.accounts import Permission
 from vigil.review.previews import PreviewStyle, PreviewUnavailable, render_preview
 from vigil.review.uploaders import MAX_COMPARED, related_uploaders
-from vigil.review.web import NO_NUL, PREFIX, Moderator, Reviewer, RuntimeDep, Viewer, render
+from vigil.review.web import (
+    NO_NUL,
+    PREFIX,
+    ChildSafety,
+    Moderator,
+    Reviewer,
+    RuntimeDep,
+    Viewer,
+    render,
+)
 from vigil.runtime import Runtime
 from vigil.store import audit
 from vigil.store import banks as bank_store
@@ -285,6 +294,26 @@ def clean_up(
     if result.left_for_child_safety:
         done += f", left {len(result.left_for_child_safety)} for the child-safety team"
 
+    return RedirectResponse(
+        f"{PREFIX}/uploader?{urlencode({'site': site, 'id': uploader, 'done': done})}",
+        status_code=303,
+    )
+
+
+@router.post("/uploader/reinstate")
+def reinstate(
+    request: Request,
+    reviewer: ChildSafety,
+    runtime: RuntimeDep,
+    site: Annotated[str, Form(max_length=200, pattern=NO_NUL)],
+    uploader: Annotated[str, Form(max_length=200, pattern=NO_NUL)],
+) -> RedirectResponse:
+    """Lift an uploader's suspension: for the child-safety team, who suspend on illegal images."""
+    with runtime.database.write_session() as session:
+        found = get_site(session, site)
+        lifted = reinstate_uploader(session, found, uploader, actor=reviewer.actor, now=utcnow())
+    _wake_worker(request)
+    done = "suspension lifted" if lifted else "not suspended"
     return RedirectResponse(
         f"{PREFIX}/uploader?{urlencode({'site': site, 'id': uploader, 'done': done})}",
         status_code=303,

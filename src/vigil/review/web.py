@@ -149,6 +149,7 @@ async def check_login_csrf(request: Request) -> None:
 
 Viewer = Annotated[Reviewer, Depends(require(Permission.VIEW))]
 Moderator = Annotated[Reviewer, Depends(require(Permission.REVIEW))]
+ChildSafety = Annotated[Reviewer, Depends(require(Permission.CHILD_SAFETY))]
 
 
 def set_cookie(
