@@ -69,6 +69,8 @@ def test_the_data_folder_comes_from_the_argument_then_the_environment_then_the_d
         "[policy]\nhold_new_uploder = true\n",
         "[intake]\nmax_bytes = -1\n",
         "unknown_top_level = 1\n",
+        '[review]\nillegal_bank = "not a bank name"\n',
+        '[review]\nillegal_bank = "' + "x" * 94 + '"\n',  # no room for "-sha256"
     ],
 )
 def test_a_misspelt_or_impossible_setting_is_an_error(tmp_path: Path, toml: str) -> None:

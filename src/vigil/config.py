@@ -278,6 +278,8 @@ class ReviewSettings(_Section):
     lockout_minutes: float = Field(15.0, gt=0, description="How long that pause lasts.")
     illegal_bank: str = Field(
         "confirmed-illegal",
+        # A bank name (see vigil.names) with room for the "-sha256" suffix.
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,92}$",
         description="Images rejected as illegal go to this local block bank "
         "(and '<name>-sha256' for exact copies).",
     )

@@ -63,8 +63,12 @@ def reject_as_illegal(
         for entry in submission.pdq
         if int(entry.get("quality", 0)) >= floor and "hash" in entry
     ]
-    pdq_bank = _local_block_bank(session, bank_name, HashType.PDQ, settings.matching.pdq_threshold)
-    exact_bank = _local_block_bank(session, bank_name + EXACT_BANK_SUFFIX, HashType.SHA256, 0)
+    pdq_bank = _local_block_bank(
+        session, bank_name, HashType.PDQ, settings.matching.pdq_threshold, actor
+    )
+    exact_bank = _local_block_bank(
+        session, bank_name + EXACT_BANK_SUFFIX, HashType.SHA256, 0, actor
+    )
     pdq_added = bank_store.add_hashes(session, pdq_bank, perceptual)
     sha_added = bank_store.add_hashes(session, exact_bank, [submission.sha256])
     audit.append(
@@ -87,7 +91,9 @@ def reject_as_illegal(
     return IllegalRejection(pdq_added, sha_added, suspended)
 
 
-def _local_block_bank(session: Session, name: str, hash_type: HashType, threshold: int) -> Bank:
+def _local_block_bank(
+    session: Session, name: str, hash_type: HashType, threshold: int, actor: str
+) -> Bank:
     bank = session.scalar(select(Bank).where(Bank.name == name))
     if bank is not None and bank.hash_type != hash_type.value:
         raise Conflict(
@@ -102,5 +108,16 @@ def _local_block_bank(session: Session, name: str, hash_type: HashType, threshol
             BankAction.BLOCK,
             threshold,
             description="Images moderators rejected as illegal in this Vigil.",
+        )
+        audit.append(
+            session,
+            actor,
+            "bank.create",
+            name,
+            {
+                "hash_type": hash_type.value,
+                "action": BankAction.BLOCK.value,
+                "threshold": threshold,
+            },
         )
     return bank

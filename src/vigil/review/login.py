@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from vigil.api.auth import RuntimeDep
 from vigil.errors import Unauthenticated
 from vigil.review.accounts import MAX_PASSWORD_LENGTH, log_in
 from vigil.review.web import (
@@ -15,7 +16,6 @@ from vigil.review.web import (
     NO_NUL,
     PREFIX,
     SESSION_COOKIE,
-    RuntimeDep,
     Viewer,
     check_login_csrf,
     render,

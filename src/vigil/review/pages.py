@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from vigil.actions.uploaders import clean_up_uploaders, reinstate_uploader
+from vigil.api.auth import RuntimeDep
 from vigil.errors import Forbidden, InvalidRequest, NotFound
 from vigil.policy.decision import Priority
 from vigil.review import queue, status
@@ -22,7 +23,6 @@ from vigil.review.web import (
     ChildSafety,
     Moderator,
     Reviewer,
-    RuntimeDep,
     Viewer,
     render,
 )

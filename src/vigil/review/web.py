@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from vigil.api.auth import RuntimeDep, get_runtime
 from vigil.config import ReviewSettings
 from vigil.errors import Forbidden, VigilError
 from vigil.review.accounts import Permission, UserRole
@@ -75,14 +76,6 @@ class Reviewer:
 
     def may(self, permission: Permission) -> bool:
         return self.role.may(permission)
-
-
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def _signed_in(request: Request, runtime: Runtime) -> Reviewer:
