@@ -54,7 +54,7 @@ def error_page(request: Request, status: int, code: str, message: str) -> Respon
     """An HTML answer for errors on the review app's pages (the API's stay JSON)."""
     if not request.url.path.startswith(PREFIX):
         return None
-    if code == LoginRequired.code or (status == 401 and request.url.path != f"{PREFIX}/login"):
+    if code == LoginRequired.code:
         if request.headers.get("x-requested-with") == "fetch":
             return Response(message, status_code=401, media_type="text/plain")
         return login_redirect(request)

@@ -167,9 +167,7 @@ def reveal(submission_id: str, reviewer: Moderator, runtime: RuntimeDep) -> Resp
         data = _image_for(runtime, reviewer, submission)
         if not queue.open_for_review(session, submission, reviewer, runtime.settings, now):
             raise Forbidden("open this item for review before revealing it")
-        user_store.record_exposure(
-            session, session.get_one(User, reviewer.user_id), submission.id, now
-        )
+        user_store.record_exposure(session, reviewer.user_id, submission.id, now)
         audit.append(session, reviewer.actor, "submission.revealed", submission.id, {})
     return _jpeg(render_preview(data, PreviewStyle.CLEAR, runtime.settings))
 

@@ -91,8 +91,8 @@ def end_expired_login_sessions(session: Session, now: datetime) -> None:
     session.execute(delete(LoginSession).where(LoginSession.expires_at < now))
 
 
-def record_exposure(session: Session, user: User, submission_id: str, now: datetime) -> None:
-    session.add(Exposure(user_id=user.id, submission_id=submission_id, at=now))
+def record_exposure(session: Session, user_id: int, submission_id: str, now: datetime) -> None:
+    session.add(Exposure(user_id=user_id, submission_id=submission_id, at=now))
 
 
 def count_exposures(session: Session, user_id: int, since: datetime) -> int:
