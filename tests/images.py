@@ -5,30 +5,15 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-import numpy as np
 from PIL import GifImagePlugin, Image
+
+from vigil.simulate.images import make_picture
 
 
 def make_photo(width: int = 640, height: int = 480, seed: int = 0) -> Image.Image:
-    """A photo-like picture: smooth gradients, overlapping shapes and a little grain.
-
-    Structure at every scale gives PDQ high quality, and different seeds give unrelated hashes.
-    """
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    canvas = np.zeros((height, width, 3), dtype=np.float32)
-    for channel in range(3):
-        fx, fy, phase = rng.uniform(0.5, 3.0), rng.uniform(0.5, 3.0), rng.uniform(0, 6.3)
-        canvas[..., channel] = 127 + 80 * np.sin(
-            xs / width * fx * 6.3 + ys / height * fy * 6.3 + phase
-        )
-    for _ in range(12):
-        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        rx, ry = rng.uniform(0.05, 0.3) * width, rng.uniform(0.05, 0.3) * height
-        inside = ((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2 <= 1
-        canvas[inside] = rng.uniform(0, 255, size=3)
-    canvas += rng.normal(0, 6, size=canvas.shape)
-    return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "RGB")
+    """A photo-like picture (see :func:`vigil.simulate.images.make_picture`): structure at every
+    scale gives PDQ high quality, and different seeds give unrelated hashes."""
+    return make_picture(width, height, seed)
 
 
 def encode(image: Image.Image, image_format: str, **options: object) -> bytes:

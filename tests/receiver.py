@@ -56,7 +56,8 @@ def webhook_receiver(
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/vigil-hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutting the receiver down at the end of a test takes no longer than this.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield receiver

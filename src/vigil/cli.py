@@ -7,7 +7,6 @@ Every command finds its data the same way: ``--data-dir``, else ``VIGIL_DATA_DIR
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
@@ -18,7 +17,6 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 from rich.text import Text
@@ -26,7 +24,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vigil import __version__
 from vigil.calibrate import LabelReport
-from vigil.config import Settings, load_settings
+from vigil.commands import incident_app, lockdown_app
+from vigil.commands.common import ConfigFile, DataDir, console, errors
+from vigil.commands.common import actor as _actor
+from vigil.commands.common import open_database as _database
+from vigil.commands.common import settings_from as _settings
+from vigil.commands.simulate import simulate
 from vigil.errors import IntakeError, InvalidConfiguration, VigilError
 from vigil.intake import open_image, read_limited
 from vigil.matching import admin, importer
@@ -39,7 +42,6 @@ from vigil.signals.classifiers import ModelStatus
 from vigil.store import audit, sites
 from vigil.store import banks as bank_store
 from vigil.store import users as user_store
-from vigil.store.database import Database
 from vigil.store.types import utcnow
 
 app = typer.Typer(
@@ -56,50 +58,9 @@ app.add_typer(key_app, name="key")
 app.add_typer(user_app, name="user")
 app.add_typer(site_app, name="site")
 app.add_typer(bank_app, name="bank")
-
-# soft_wrap: hashes and keys stay on one line, whatever the terminal width. No markup or emoji
-# codes: names, paths and messages come from users and files ("[draft] photo.jpg", a bank "[/]")
-# and must print exactly as they are, never as styles or as a MarkupError; styles are explicit.
-console = Console(soft_wrap=True, markup=False, emoji=False)
-errors = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Data folder (default: $VIGIL_DATA_DIR or ./vigil-data).",
-        show_default=False,
-    ),
-]
-ConfigFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="vigil.toml (default: $VIGIL_CONFIG or <data folder>/vigil.toml).",
-        show_default=False,
-    ),
-]
-
-
-def _actor() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"cli:{user}"
-
-
-def _settings(data_dir: Path | None, config: Path | None) -> Settings:
-    return load_settings(data_dir=data_dir, config=config)
-
-
-def _database(data_dir: Path | None, config: Path | None) -> tuple[Settings, Database]:
-    """The settings and a migrated database, for commands that need no screening services."""
-    settings = _settings(data_dir, config)
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    database = Database.from_settings(settings)
-    database.migrate()
-    return settings, database
+app.add_typer(lockdown_app, name="lockdown")
+app.add_typer(incident_app, name="incident")
+app.command("simulate")(simulate)
 
 
 # --- server --------------------------------------------------------------------------------------

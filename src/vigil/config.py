@@ -16,6 +16,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
@@ -27,6 +28,7 @@ from pydantic_settings import (
 )
 
 from vigil.errors import InvalidConfiguration
+from vigil.lockdown.kinds import LockdownLevel, SignalKind
 
 DEFAULT_DATA_DIR = Path("vigil-data")
 CONFIG_FILE_NAME = "vigil.toml"
@@ -291,9 +293,264 @@ class ReviewSettings(_Section):
     )
 
 
+class LockdownRule(_Section):
+    """A signal that, measured over a window, raises the lockdown level."""
+
+    signal: SignalKind
+    at_least: float = Field(gt=0, description="The measure at which the rule fires.")
+    window_minutes: float = Field(gt=0, le=24 * 60)
+    level: LockdownLevel = Field(description="The level the rule raises the site to (1-3).")
+
+    @field_validator("level")
+    @classmethod
+    def _raises(cls, value: LockdownLevel) -> LockdownLevel:
+        if value is LockdownLevel.NORMAL:
+            raise ValueError("a rule raises the level to 1, 2 or 3")
+        return value
+
+
+def _default_rules() -> list[LockdownRule]:
+    # One known image can be a lone repost; a second within half an hour is a wave. Levels 2
+    # and 3 wait for signals no ordinary evening produces.
+    def rule(signal: SignalKind, at_least: float, minutes: float, level: int) -> LockdownRule:
+        return LockdownRule(
+            signal=signal, at_least=at_least, window_minutes=minutes, level=LockdownLevel(level)
+        )
+
+    return [
+        rule(SignalKind.BANK_MATCH, 2, 30, 1),
+        rule(SignalKind.BANK_MATCH, 4, 30, 2),
+        rule(SignalKind.BANK_MATCH, 10, 30, 3),
+        rule(SignalKind.CLASSIFIER_BLOCK, 3, 10, 1),
+        rule(SignalKind.CLASSIFIER_BLOCK, 10, 10, 2),
+        rule(SignalKind.REPORT, 6, 10, 1),
+        rule(SignalKind.REPORT, 20, 10, 2),
+        rule(SignalKind.NEAR_DUPLICATES, 3, 10, 1),
+        rule(SignalKind.NEAR_DUPLICATES, 5, 10, 2),
+        rule(SignalKind.UPLOADER_RATE, 30, 5, 1),
+        rule(SignalKind.NEW_ACCOUNT_UPLOAD, 60, 5, 1),
+        rule(SignalKind.CLASSIFIER_HOLD, 30, 10, 1),
+    ]
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_EVERY_DAY: list[Weekday] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class ScheduleSettings(_Section):
+    """Stricter screening for hours when few staff are on duty, in the site's time zone."""
+
+    name: Label
+    start: str = Field(pattern=_CLOCK_TIME, description="HH:MM; may be after `end` (overnight).")
+    end: str = Field(pattern=_CLOCK_TIME)
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(_EVERY_DAY),
+        description="Days on which the window starts.",
+    )
+    hold_accounts_younger_than_days: float | None = Field(
+        None, gt=0, description="Images from accounts younger than this are held."
+    )
+    minimum_level: LockdownLevel = Field(
+        LockdownLevel.NORMAL, description="The lockdown level is at least this meanwhile."
+    )
+    rule_scale: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Rules fire at this fraction of their `at_least` (0.5: twice as sensitive).",
+    )
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ScheduleSettings:
+        if self.start == self.end:
+            raise ValueError("a schedule's start and end must differ")
+        return self
+
+
+class LockdownSettings(_Section):
+    """Attack detection and graduated lockdown (see vigil.lockdown)."""
+
+    enabled: bool = Field(True, description="Raise levels automatically from the rules.")
+    timezone: str = Field("UTC", description="The site's time zone, for schedules.")
+    evaluate_seconds: float = Field(
+        5.0, gt=0, le=60, description="How often the rules are measured."
+    )
+    calm_minutes: float = Field(
+        30.0, gt=0, description="An automatic level steps down one after this long without cause."
+    )
+    max_automatic_level: LockdownLevel = Field(
+        LockdownLevel.UPLOADS_PAUSED, description="Rules never raise the level above this."
+    )
+    low_trust_account_days: float = Field(
+        7.0, ge=0, description="At level 1, accounts younger than this (or of unknown age) wait."
+    )
+    manual_default_hours: float = Field(
+        4.0, gt=0, description="How long a level set by hand lasts when no duration is given."
+    )
+    near_duplicate_distance: int = Field(
+        31, ge=0, le=128, description="PDQ distance at which two uploads are the same picture."
+    )
+    near_duplicate_window_minutes: float = Field(
+        10.0, gt=0, le=24 * 60, description="How far back an upload is compared with others."
+    )
+    near_duplicate_max_compared: int = Field(
+        20_000, ge=1, description="Recent uploads compared with each new one, newest first."
+    )
+    rules: list[LockdownRule] = Field(default_factory=_default_rules)
+    schedules: list[ScheduleSettings] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(
+                f"unknown time zone {value!r} (use a name like Europe/London)"
+            ) from error
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def longest_window_minutes(self) -> float:
+        windows = [rule.window_minutes for rule in self.rules]
+        return max([self.near_duplicate_window_minutes, *windows])
+
+
+TrustName = Literal["new", "basic", "trusted", "staff"]
+
+
+def _report_weights() -> dict[TrustName, float]:
+    return {"new": 0.5, "basic": 1.0, "trusted": 2.0, "staff": 3.0}
+
+
+class ReportSettings(_Section):
+    """Community reports: enough of them hide a published image until a moderator decides."""
+
+    hide_at: float = Field(
+        3.0,
+        gt=0,
+        description="Weighted reports on one image at which the site is asked to hide it.",
+    )
+    child_safety_hide_at: float = Field(
+        1.0, gt=0, description="The same, for reports that the image may show a child abused."
+    )
+    weights: dict[TrustName, float] = Field(
+        default_factory=_report_weights,
+        description="What one report counts for, by the reporter's trust level.",
+    )
+    unknown_weight: float = Field(
+        0.5, ge=0, description="A report whose reporter's trust level is not given."
+    )
+
+
+ChannelKind = Literal["webhook", "slack", "pagerduty", "email"]
+ChannelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class ChannelSettings(_Section):
+    """Somewhere a page is sent."""
+
+    name: ChannelName
+    kind: ChannelKind
+    url: str | None = Field(
+        None, description="webhook, slack: where to POST; pagerduty: the Events API v2 URL."
+    )
+    secret: str | None = Field(
+        None, description="webhook: signs the body like site webhooks (Vigil-Signature)."
+    )
+    routing_key: str | None = Field(None, description="pagerduty: the integration's key.")
+    to: list[str] = Field(default_factory=list, description="email: the addresses.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChannelSettings:
+        if self.kind in ("webhook", "slack") and not self.url:
+            raise ValueError(f"a {self.kind} channel needs a url")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError("a channel url starts with http:// or https://")
+        if self.kind == "pagerduty" and not self.routing_key:
+            raise ValueError("a pagerduty channel needs a routing_key")
+        if self.kind == "email" and not self.to:
+            raise ValueError("an email channel needs at least one address in `to`")
+        if any("@" not in address or "\n" in address for address in self.to):
+            raise ValueError("`to` holds e-mail addresses")
+        return self
+
+    @property
+    def endpoint(self) -> str | None:
+        return self.url or (PAGERDUTY_EVENTS_URL if self.kind == "pagerduty" else None)
+
+
+class SmtpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: str | None = None
+    sender: str = Field("vigil@localhost", description="The From address of pages.")
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
+class TierSettings(_Section):
+    """Who is paged, and how long after an incident opens if nobody has acknowledged it."""
+
+    channels: list[ChannelName] = Field(min_length=1)
+    after_minutes: float = Field(0.0, ge=0)
+
+
+class PagingSettings(_Section):
+    """Paging on-call staff about incidents, tier after tier until someone acknowledges."""
+
+    public_url: str | None = Field(
+        None,
+        description="How staff reach this Vigil, for acknowledgement links "
+        "(default: http://<server.host>:<server.port>).",
+    )
+    channels: list[ChannelSettings] = Field(default_factory=list)
+    tiers: list[TierSettings] = Field(default_factory=list)
+    smtp: SmtpSettings = SmtpSettings()
+    urgent_unreviewed_minutes: float = Field(
+        15.0, gt=0, description="An urgent queue item waiting this long opens an incident."
+    )
+    resolve_after_minutes: float = Field(
+        60.0, gt=0, description="An acknowledged incident with no new trigger this long closes."
+    )
+    timeout_seconds: float = Field(10.0, gt=0)
+    retry_base_seconds: float = Field(5.0, gt=0, description="First retry delay; doubles after.")
+    retry_max_seconds: float = Field(120.0, gt=0)
+    max_attempts: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PagingSettings:
+        names = [channel.name for channel in self.channels]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"channel names must be unique: {duplicates}")
+        for number, tier in enumerate(self.tiers, 1):
+            unknown = sorted(set(tier.channels) - set(names))
+            if unknown:
+                raise ValueError(f"tier {number} names unknown channels: {unknown}")
+        delays = [tier.after_minutes for tier in self.tiers]
+        if delays != sorted(delays):
+            raise ValueError("tiers are listed in the order they are paged (after_minutes)")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError("public_url starts with http:// or https://")
+        return self
+
+    def channel(self, name: str) -> ChannelSettings | None:
+        """The channel of that name, or None if the configuration has none (any more)."""
+        return next((channel for channel in self.channels if channel.name == name), None)
+
+
 class WorkerSettings(_Section):
     embedded: bool = Field(
-        True, description="Run background work (webhook delivery) inside the server process."
+        True,
+        description="Run background work (webhooks, pages, lockdown rules) in the server process.",
     )
 
 
@@ -321,12 +578,21 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     webhooks: WebhookSettings = WebhookSettings()
     review: ReviewSettings = ReviewSettings()
+    lockdown: LockdownSettings = LockdownSettings()
+    reports: ReportSettings = ReportSettings()
+    paging: PagingSettings = PagingSettings()
     workers: WorkerSettings = WorkerSettings()
 
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def public_url(self) -> str:
+        """Where staff reach this Vigil: the base of links in pages."""
+        base = self.paging.public_url or f"http://{self.server.host}:{self.server.port}"
+        return base.rstrip("/")
 
     @property
     def resolved_database_url(self) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from vigil.policy import Priority
 from vigil.signals.classifiers import ClassifierReport
 from vigil.store.database import Database
-from vigil.store.models import Bank, Submission
+from vigil.store.models import Bank, Incident, LockdownState, Site, Submission
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -49,6 +49,12 @@ class Metrics:
         self.webhook_attempts = Counter(
             "vigil_webhook_attempts",
             "Webhook delivery attempts by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.page_attempts = Counter(
+            "vigil_page_attempts",
+            "On-call page delivery attempts by outcome.",
             ["outcome"],
             registry=self.registry,
         )
@@ -99,8 +105,30 @@ class _DatabaseGauges(Collector):
             "Submissions awaiting a moderator, by priority.",
             labels=["priority"],
         )
+        levels = GaugeMetricFamily(
+            "vigil_lockdown_level",
+            "Each site's lockdown level as last announced (0 normal - 3 uploads paused).",
+            labels=["site"],
+        )
+        incidents = GaugeMetricFamily(
+            "vigil_incidents_open",
+            "Open incidents, by kind and whether someone acknowledged them.",
+            labels=["kind", "acknowledged"],
+        )
         try:
             with self._database.session() as session:
+                for site, level in session.execute(
+                    select(Site.name, LockdownState.announced_level).join(
+                        LockdownState, LockdownState.site_id == Site.id
+                    )
+                ):
+                    levels.add_metric([site], level)
+                for kind, acknowledged, count in session.execute(
+                    select(Incident.kind, Incident.acknowledged_at.is_not(None), func.count())
+                    .where(Incident.resolved_at.is_(None))
+                    .group_by(Incident.kind, Incident.acknowledged_at.is_not(None))
+                ):
+                    incidents.add_metric([kind, str(bool(acknowledged)).lower()], count)
                 for bank in session.scalars(select(Bank)):
                     labels = [bank.name, bank.hash_type, bank.action, str(bank.enabled).lower()]
                     sizes.add_metric(labels, bank.hash_count)
@@ -117,3 +145,5 @@ class _DatabaseGauges(Collector):
             return  # /readyz reports the database; a scrape must still succeed
         yield sizes
         yield pending
+        yield levels
+        yield incidents

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vigil.actions.images import ImageStore
+from vigil.clock import Clock, SystemClock
 from vigil.config import Settings
 from vigil.matching.matcher import Matcher
 from vigil.metrics import Metrics
@@ -26,9 +27,12 @@ class Runtime:
     classifiers: ClassifierSuite
     screener: Screener
     screening: ScreeningService
+    clock: Clock
 
     @classmethod
-    def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+    def open(
+        cls, settings: Settings, *, migrate: bool = True, clock: Clock | None = None
+    ) -> Runtime:
         """Create the data folder if needed, bring the schema up to date, wire the services.
 
         Models are loaded by ``classifiers.load()`` (the server does it at start-up), or else on
@@ -43,8 +47,11 @@ class Runtime:
         metrics = Metrics(database)
         classifiers = ClassifierSuite.from_settings(settings)
         screener = Screener(settings, matcher, classifiers=classifiers)
-        screening = ScreeningService(screener, database, images, metrics)
-        return cls(settings, database, matcher, images, metrics, classifiers, screener, screening)
+        clock = clock or SystemClock()
+        screening = ScreeningService(screener, database, images, metrics, clock)
+        return cls(
+            settings, database, matcher, images, metrics, classifiers, screener, screening, clock
+        )
 
     def close(self) -> None:
         self.classifiers.close()

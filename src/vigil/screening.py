@@ -8,26 +8,42 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
+from vigil.actions import incidents
 from vigil.actions.images import ImageStore
+from vigil.actions.incidents import IncidentKind
 from vigil.actions.submissions import record_screening
+from vigil.actions.uploaders import suspend_uploader
+from vigil.clock import Clock, SystemClock
 from vigil.config import Settings
 from vigil.errors import IdempotencyConflict, IntakeError, ScreeningUnavailable, VigilError
 from vigil.intake import DecodedImage, open_image
+from vigil.lockdown import control as lockdown
+from vigil.lockdown import signals as site_signals
+from vigil.lockdown.kinds import LockdownLevel
+from vigil.lockdown.levels import SiteConditions
 from vigil.matching.matcher import Matcher, MatchReport
 from vigil.metrics import Metrics
-from vigil.policy import Decision, ScreeningFacts, UploaderContext, Verdict, decide
+from vigil.policy import (
+    UPLOADS_PAUSED,
+    Decision,
+    ScreeningFacts,
+    UploaderContext,
+    Verdict,
+    decide,
+    is_low_trust,
+)
 from vigil.signals import BytesHasher, FrameHasher, Signals, default_hashers, hash_image
 from vigil.signals.classifiers import ClassifierReport, ClassifierSuite
 from vigil.store.database import Database
-from vigil.store.models import Submission
+from vigil.store.models import Site, Submission
 from vigil.store.sites import SiteRef
 from vigil.store.submissions import find_by_idempotency_key
-from vigil.store.types import utcnow
 from vigil.store.uploaders import find_suspension
 
 log = logging.getLogger(__name__)
@@ -49,6 +65,13 @@ class ScreeningOutcome:
     submission: Submission
     replayed: bool  # an Idempotency-Key returned an earlier submission
     classification: ClassifierReport | None = None
+    conditions: SiteConditions = field(default_factory=SiteConditions)
+    # This upload got its uploader suspended (it matched a block bank).
+    uploader_suspended: bool = False
+
+    @property
+    def uploads_paused(self) -> bool:
+        return any(reason.get("code") == UPLOADS_PAUSED for reason in self.submission.reasons)
 
 
 class Screener:
@@ -75,9 +98,12 @@ class Screener:
         now: datetime | None = None,
         *,
         uploader_suspended: bool = False,
+        conditions: SiteConditions | None = None,
     ) -> Evaluation:
         """Decode, hash, match, classify and decide; records nothing. Raises IntakeError for
         bad input."""
+        now = now or SystemClock().now()
+        conditions = conditions or SiteConditions()
         image = open_image(data, self.settings.intake)
         sample = (
             self.classifiers.sample(image.frames_to_screen) if self.classifiers.configured else ()
@@ -89,13 +115,16 @@ class Screener:
             image.frame_count,
             signals.frames_screened,
             uploader_suspended=uploader_suspended,
+            conditions=conditions,
         )
         classification = None
-        # An image a block bank knows is blocked whatever a model thinks of it: no need to ask.
-        if self.classifiers.configured and not matches.blocks:
+        # An image a block bank knows is blocked whatever a model thinks of it, and one refused
+        # while uploads are paused is never published: no need to ask the models.
+        paused = conditions.level >= LockdownLevel.UPLOADS_PAUSED
+        if self.classifiers.configured and not matches.blocks and not paused:
             classification = self.classifiers.classify(frames)
             facts = dataclasses.replace(facts, classification=classification)
-        decision = decide(facts, uploader, self.settings.policy, now or utcnow())
+        decision = decide(facts, uploader, self.settings.policy, now, self.settings.lockdown)
         return Evaluation(image, signals, matches, decision, classification)
 
 
@@ -107,12 +136,19 @@ class ScreeningService:
     """
 
     def __init__(
-        self, screener: Screener, database: Database, images: ImageStore, metrics: Metrics
+        self,
+        screener: Screener,
+        database: Database,
+        images: ImageStore,
+        metrics: Metrics,
+        clock: Clock | None = None,
     ) -> None:
         self.screener = screener
         self.database = database
         self.images = images
         self.metrics = metrics
+        self.clock = clock or SystemClock()
+        self.settings = screener.settings
 
     def screen(
         self,
@@ -160,14 +196,15 @@ class ScreeningService:
             earlier = self._earlier_submission(site, idempotency_key, digest)
             if earlier is not None:
                 return ScreeningOutcome(earlier, replayed=True)
-        now = utcnow()
+        now = self.clock.now()
+        suspended, conditions = self._site_state(site, uploader, now)
         evaluation = self.screener.evaluate(
-            data, uploader, now, uploader_suspended=self._suspended(site, uploader)
+            data, uploader, now, uploader_suspended=suspended, conditions=conditions
         )
         submission_id = str(uuid.uuid4())
         # The file is written first: no row ever points to an image that is not on disk.
         image_path = None
-        if evaluation.decision.verdict is not Verdict.ALLOW:
+        if _keeps_image(evaluation.decision):
             image_path = self.images.save(submission_id, data)
         try:
             with self.database.session() as session:
@@ -187,6 +224,9 @@ class ScreeningService:
                     now=now,
                     known_illegal=evaluation.matches.blocks,
                 )
+                newly_suspended = self._record_consequences(
+                    session, site, uploader, evaluation, submission_id, now
+                )
         except IntegrityError as error:
             self._discard(image_path)
             # Two requests with one Idempotency-Key raced; the other one recorded first.
@@ -201,19 +241,89 @@ class ScreeningService:
                 "the database cannot record screenings right now; hold the image and retry"
             ) from error
         return ScreeningOutcome(
-            submission, replayed=False, classification=evaluation.classification
+            submission,
+            replayed=False,
+            classification=evaluation.classification,
+            conditions=conditions,
+            uploader_suspended=suspended or newly_suspended,
         )
 
-    def _suspended(self, site: SiteRef, uploader: UploaderContext) -> bool:
-        if not uploader.uploader_id:
-            return False
+    def _site_state(
+        self, site: SiteRef, uploader: UploaderContext, now: datetime
+    ) -> tuple[bool, SiteConditions]:
+        """Whether the uploader is suspended, and the site's lockdown level and schedules."""
         try:
             with self.database.session() as session:
-                return find_suspension(session, site.id, uploader.uploader_id) is not None
+                suspended = bool(uploader.uploader_id) and (
+                    find_suspension(session, site.id, uploader.uploader_id or "") is not None
+                )
+                return suspended, lockdown.conditions_for(session, self.settings, site.id, now)
         except SQLAlchemyError as error:
             raise ScreeningUnavailable(
                 "the database cannot be read right now; hold the image and retry"
             ) from error
+
+    def _record_consequences(
+        self,
+        session: Session,
+        site: SiteRef,
+        uploader: UploaderContext,
+        evaluation: Evaluation,
+        submission_id: str,
+        now: datetime,
+    ) -> bool:
+        """The attack signals this upload shows; for a known illegal image, the uploader's
+        suspension and a page to on-call staff. Returns whether the uploader was suspended now."""
+        settings = self.settings
+        pdq = next(
+            (
+                frame.value
+                for frame in evaluation.signals.frame_hashes
+                if frame.quality >= settings.matching.pdq_quality_floor
+            ),
+            None,
+        )
+        site_signals.record_upload(
+            session,
+            settings.lockdown,
+            site_id=site.id,
+            submission_id=submission_id,
+            uploader_id=uploader.uploader_id,
+            pdq=pdq,
+            decision=evaluation.decision,
+            low_trust=is_low_trust(uploader, settings.policy, settings.lockdown, now),
+            now=now,
+        )
+        if not evaluation.matches.blocks:
+            return False
+        site_row = session.get(Site, site.id)
+        assert site_row is not None
+        banks = sorted({match.bank for match in evaluation.matches.matches})
+        suspended = False
+        if uploader.uploader_id:
+            suspended = suspend_uploader(
+                session,
+                site_row,
+                uploader.uploader_id,
+                reason=f"uploaded an image matching block bank(s) {', '.join(banks)}",
+                actor=incidents.SYSTEM_ACTOR,
+                now=now,
+            )
+        incidents.raise_incident(
+            session,
+            settings.paging,
+            site_row,
+            IncidentKind.KNOWN_ILLEGAL,
+            f"{site.name}: known illegal image uploaded (matched {', '.join(banks)})",
+            {
+                "submission_id": submission_id,
+                "uploader_id": uploader.uploader_id,
+                "banks": banks,
+                "uploader_suspended": suspended,
+            },
+            now,
+        )
+        return suspended
 
     def _earlier_submission(self, site: SiteRef, key: str, digest: str) -> Submission | None:
         with self.database.session() as session:
@@ -228,3 +338,14 @@ class ScreeningService:
     def _discard(self, image_path: str | None) -> None:
         if image_path:
             self.images.delete(image_path)
+
+
+def _keeps_image(decision: Decision) -> bool:
+    """Vigil keeps an image a moderator will review or that is evidence; not one it allowed,
+    nor one refused only because uploads were paused."""
+    if decision.verdict is Verdict.ALLOW:
+        return False
+    return decision.review or any(
+        reason.verdict is Verdict.BLOCK and reason.code != UPLOADS_PAUSED
+        for reason in decision.reasons
+    )

@@ -31,6 +31,7 @@ from vigil.review.web import Reviewer
 from vigil.runtime import Runtime
 from vigil.store.models import AuditEvent, BankHash, Site, Submission, User
 from vigil.store.types import utcnow
+from vigil.store.uploaders import find_suspension
 
 ILLEGAL_BANK = "team-confirmed"
 _ITEM_LINK = re.compile(r'href="/review/items/([0-9a-f-]{36})"')
@@ -490,9 +491,25 @@ def test_rejecting_as_illegal_blocks_it_and_its_copies_for_good_and_suspends_the
     assert verify_signature(secret, request.headers["Vigil-Signature"], request.body)
     assert decision["data"]["submission_id"] == item
     assert (decision["data"]["decision"], decision["data"]["illegal"]) == ("block", True)
-    [(request, suspension)] = events_of(receiver, "uploader.suspended")
+    [request] = [
+        request
+        for request, event in events_of(receiver, "uploader.suspended")
+        if event["data"]["uploader_id"] == "bad-actor"
+    ]
     assert verify_signature(secret, request.headers["Vigil-Signature"], request.body)
-    assert suspension["data"]["uploader_id"] == "bad-actor"
+    # Accounts that then post the known image are suspended by the match itself.
+    with runtime.database.session() as session:
+        site_id = submission(runtime, item).site_id
+        suspended = {
+            uploader: find_suspension(session, site_id, uploader) is not None
+            for uploader in ("second-account", "third-account", "fourth-account", "fifth-account")
+        }
+    assert suspended == {
+        "second-account": True,
+        "third-account": True,
+        "fourth-account": True,
+        "fifth-account": False,
+    }
     # Its hashes are in the local block banks.
     assert runtime.settings.review.illegal_bank == ILLEGAL_BANK
     assert {name: found.status_code for name, found in banks.items()} == {

@@ -55,6 +55,7 @@ def reject_as_illegal(
         "evidence.preserved",
         submission.id,
         {"sha256": submission.sha256, "image_kept": submission.image_path is not None},
+        at=now,
     )
     bank_name = settings.review.illegal_bank
     floor = settings.matching.pdq_quality_floor
@@ -77,6 +78,7 @@ def reject_as_illegal(
         "bank.add_hashes",
         bank_name,
         {"submission": submission.id, "pdq_added": pdq_added, "sha256_added": sha_added},
+        at=now,
     )
     suspended = False
     if submission.uploader_id:

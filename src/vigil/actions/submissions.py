@@ -103,6 +103,7 @@ def record_screening(
             "format": submission.image_format,
             "byte_size": submission.byte_size,
         },
+        at=now,
     )
     return submission
 
@@ -149,6 +150,7 @@ def apply_review_decision(
             "note": note,
             "illegal": illegal,
         },
+        at=now,
     )
     if site.webhook_url:
         enqueue_event(

@@ -39,7 +39,9 @@ def suspend_uploader(
     )
     if not new:
         return False
-    audit.append(session, actor, SUSPENDED_EVENT, f"{site.name}/{uploader_id}", {"reason": reason})
+    audit.append(
+        session, actor, SUSPENDED_EVENT, f"{site.name}/{uploader_id}", {"reason": reason}, at=now
+    )
     if site.webhook_url:
         enqueue_event(
             session,
@@ -58,7 +60,7 @@ def reinstate_uploader(
     whether there was one to lift."""
     if not uploader_store.lift(session, site.id, uploader_id, now):
         return False
-    audit.append(session, actor, REINSTATED_EVENT, f"{site.name}/{uploader_id}", {})
+    audit.append(session, actor, REINSTATED_EVENT, f"{site.name}/{uploader_id}", {}, at=now)
     if site.webhook_url:
         enqueue_event(
             session,
@@ -126,6 +128,7 @@ def clean_up_uploaders(
             TAKEDOWN_EVENT,
             f"{site.name}/{uploader_id}",
             {"submissions": [item["submission_id"] for item in items], "reason": reason},
+            at=now,
         )
         if site.webhook_url:
             enqueue_event(

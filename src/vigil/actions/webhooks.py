@@ -66,5 +66,5 @@ def enqueue_event(
         separators=(",", ":"),
         sort_keys=True,
     )
-    outbox.enqueue(session, site_id, event_type, body, event_id=event_id)
+    outbox.enqueue(session, site_id, event_type, body, event_id=event_id, now=created_at)
     return event_id

@@ -12,12 +12,14 @@ from fastapi.responses import RedirectResponse
 from vigil import __version__, review
 from vigil.api.errors import install_error_handlers
 from vigil.api.limits import BodySizeLimit
-from vigil.api.routes import banks, health, screen, sites, submissions
+from vigil.api.routes import banks, health, lockdown, reports, screen, sites, submissions
+from vigil.lockdown.monitor import LockdownMonitor
 from vigil.runtime import Runtime
 from vigil.workers.embedded import EmbeddedWorker
+from vigil.workers.pages import PageDeliverer
 from vigil.workers.webhooks import WebhookDeliverer
 
-# Multipart framing and the context field around an image.
+# Multipart framing and the form fields around an image (context; a report).
 _FORM_OVERHEAD_BYTES = 1024 * 1024
 _DEFAULT_BODY_LIMIT = 1024 * 1024
 
@@ -33,7 +35,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         worker = None
         if settings.workers.embedded:
             deliverer = WebhookDeliverer(runtime.database, settings.webhooks, runtime.metrics)
-            worker = EmbeddedWorker([deliverer.deliver_due], settings.webhooks.poll_seconds)
+            pager = PageDeliverer(runtime.database, settings, runtime.clock, runtime.metrics)
+            monitor = LockdownMonitor(runtime.database, settings, runtime.clock)
+            worker = EmbeddedWorker(
+                [deliverer.deliver_due, pager.deliver_due, monitor.tick_if_due],
+                settings.webhooks.poll_seconds,
+            )
             worker.start()
         app.state.worker = worker
         try:
@@ -42,6 +49,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             if worker is not None:
                 worker.stop()
                 deliverer.close()
+                pager.close()
 
     app = FastAPI(
         title="Vigil",
@@ -57,14 +65,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     install_error_handlers(app, review.error_page)
 
     def body_limit(path: str) -> int:
-        if path == "/v1/screen":
+        if path in ("/v1/screen", "/v1/reports"):
             return settings.intake.max_bytes + _FORM_OVERHEAD_BYTES
         if path.startswith("/v1/banks/") and path.endswith("/hashes"):
             return settings.matching.max_import_bytes
         return _DEFAULT_BODY_LIMIT
 
     app.add_middleware(BodySizeLimit, limit_for=body_limit)
-    for module in (screen, submissions, banks, sites, health):
+    for module in (screen, reports, submissions, banks, sites, lockdown, health):
         app.include_router(module.router)
     review.install(app)
 

@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
+from vigil.actions.reports import CommunityReport, ReportOutcome, ReportReason
 from vigil.matching.banks import BankAction
-from vigil.policy import Priority, TrustLevel, UploaderContext, UploadKind
+from vigil.policy import UPLOADS_PAUSED, Priority, TrustLevel, UploaderContext, UploadKind
 from vigil.signals.base import HashType
 from vigil.store.models import Bank, Submission
 
@@ -93,10 +94,34 @@ class ScreenResponse(BaseModel):
         )
     )
     created_at: datetime
+    uploads_paused: bool = Field(
+        False,
+        description="Image uploads are paused (lockdown level 3): show the uploader `message`.",
+    )
+    message: str | None = Field(None, description="Something the site can show the uploader.")
+    lockdown_level: int = Field(
+        0, description="The site's lockdown level when the image was screened (0-3)."
+    )
+    uploader_suspended: bool = Field(
+        False,
+        description="Vigil blocks this uploader's images (a known illegal upload, or a "
+        "moderator's decision); an `uploader.suspended` webhook says it too.",
+    )
 
     @classmethod
     def of(cls, submission: Submission) -> ScreenResponse:
         return cls(**_submission_fields(submission))
+
+    @classmethod
+    def screened(
+        cls, submission: Submission, *, lockdown_level: int, uploader_suspended: bool
+    ) -> ScreenResponse:
+        """The answer to a screening: the submission plus the site's state at that moment."""
+        return cls(
+            **_submission_fields(submission),
+            lockdown_level=lockdown_level,
+            uploader_suspended=uploader_suspended,
+        )
 
 
 class SubmissionResponse(ScreenResponse):
@@ -128,8 +153,16 @@ class SubmissionResponse(ScreenResponse):
         )
 
 
+_PAUSED_MESSAGE = (
+    "Image uploads are paused for a while to protect the community. Please try again later."
+)
+
+
 def _submission_fields(submission: Submission) -> dict[str, Any]:
+    paused = any(reason.get("code") == UPLOADS_PAUSED for reason in submission.reasons)
     return {
+        "uploads_paused": paused,
+        "message": _PAUSED_MESSAGE if paused else None,
         "submission_id": submission.id,
         "decision": submission.decision,
         "reasons": submission.reasons,
@@ -232,3 +265,71 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class ReportRequest(BaseModel):
+    """A community member's report, as the site passes it on: the JSON body, or the ``report``
+    form field beside the reported image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    submission_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=NO_NUL,
+        description="The submission reported; with the image sent instead, it may be left out.",
+    )
+    reporter_id: str = Field(
+        min_length=1, max_length=200, pattern=NO_NUL, description="The site's id for the member."
+    )
+    reporter_trust: TrustLevel | None = Field(
+        None, description="How far the site trusts the member: trusted members count more."
+    )
+    reason: ReportReason
+    note: str | None = Field(None, max_length=2000, pattern=NO_NUL)
+
+    def to_report(self) -> CommunityReport:
+        return CommunityReport(
+            reporter_id=self.reporter_id,
+            reason=self.reason,
+            reporter_trust=self.reporter_trust,
+            note=self.note,
+        )
+
+
+class ReportResponse(BaseModel):
+    report_id: int
+    submission_id: str
+    duplicate: bool = Field(
+        description="The member had reported this image already: counted once, nothing changed."
+    )
+    weight: float = Field(description="What this member's report counts for.")
+    total_weight: float = Field(
+        description="What the reports since a moderator last decided weigh together."
+    )
+    hide_requested: bool = Field(
+        description="This report passed the threshold: hide the image now, until a moderator "
+        "decides (a `submission.hide_requested` webhook says it too)."
+    )
+    screened: bool = Field(
+        description="Vigil had never screened the image sent, and screened it for this report."
+    )
+    decision: Literal["allow", "hold", "block"]
+    review: Literal["none", "pending", "decided"]
+    hidden: bool = Field(description="The image must not be shown: its decision is not `allow`.")
+
+    @classmethod
+    def of(cls, outcome: ReportOutcome) -> ReportResponse:
+        return cls(
+            report_id=outcome.report_id,
+            submission_id=outcome.submission_id,
+            duplicate=outcome.duplicate,
+            weight=outcome.weight,
+            total_weight=outcome.total_weight,
+            hide_requested=outcome.hide_requested,
+            screened=outcome.screened,
+            decision=outcome.decision,
+            review=outcome.review_state,
+            hidden=outcome.hidden,
+        )

@@ -8,11 +8,12 @@ from vigil.policy.decision import (
     Verdict,
     for_child_safety,
 )
-from vigil.policy.rules import ScreeningFacts, decide, is_new_uploader
+from vigil.policy.rules import UPLOADS_PAUSED, ScreeningFacts, decide, is_low_trust, is_new_uploader
 from vigil.policy.uploader import TrustLevel, UploaderContext, UploadKind
 
 __all__ = [
     "CHILD_SAFETY",
+    "UPLOADS_PAUSED",
     "Decision",
     "Priority",
     "Reason",
@@ -23,5 +24,6 @@ __all__ = [
     "Verdict",
     "decide",
     "for_child_safety",
+    "is_low_trust",
     "is_new_uploader",
 ]

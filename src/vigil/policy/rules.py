@@ -5,10 +5,12 @@ A pure function: no database, no clock of its own, so every rule is tested direc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from vigil.config import PolicySettings
+from vigil.config import LockdownSettings, PolicySettings
+from vigil.lockdown.kinds import LockdownLevel
+from vigil.lockdown.levels import SiteConditions
 from vigil.matching.banks import BankAction, Match
 from vigil.matching.matcher import MatchReport
 from vigil.policy.decision import CHILD_SAFETY, Decision, Priority, Reason, Verdict
@@ -33,12 +35,22 @@ class ScreeningFacts:
     classification: ClassifierReport | None = None
     # A moderator suspended this uploader (for example after rejecting an image as illegal).
     uploader_suspended: bool = False
+    # The site's lockdown level and the schedules in force.
+    conditions: SiteConditions = field(default_factory=SiteConditions)
+
+
+UPLOADS_PAUSED = "uploads_paused"
 
 
 def decide(
-    facts: ScreeningFacts, uploader: UploaderContext, settings: PolicySettings, now: datetime
+    facts: ScreeningFacts,
+    uploader: UploaderContext,
+    settings: PolicySettings,
+    now: datetime,
+    lockdown: LockdownSettings | None = None,
 ) -> Decision:
     reasons = [*_bank_reasons(facts.matches), *_coverage_reasons(facts)]
+    reasons.extend(_site_reasons(facts.conditions, uploader, settings, lockdown, now))
     if facts.classification is not None:
         reasons.extend(_classifier_reasons(facts.classification, settings))
     if facts.uploader_suspended:
@@ -69,6 +81,79 @@ def is_new_uploader(uploader: UploaderContext, settings: PolicySettings, now: da
         return False
     age = now - uploader.account_created_at
     return age < timedelta(hours=settings.new_account_age_hours)
+
+
+def is_low_trust(
+    uploader: UploaderContext,
+    settings: PolicySettings,
+    lockdown: LockdownSettings,
+    now: datetime,
+    *,
+    younger_than_days: float | None = None,
+) -> bool:
+    """New, or younger than ``younger_than_days`` (default: the lockdown's low-trust age), or of
+    unknown age; an account the site vouches for (trusted, staff) never is."""
+    if is_new_uploader(uploader, settings, now):
+        return True
+    if uploader.trust_level in _VOUCHED_FOR:
+        return False
+    if uploader.account_created_at is None:
+        return True  # nothing says otherwise: during an attack, unknown is not trusted
+    days = lockdown.low_trust_account_days if younger_than_days is None else younger_than_days
+    return now - uploader.account_created_at < timedelta(days=days)
+
+
+def _site_reasons(
+    conditions: SiteConditions,
+    uploader: UploaderContext,
+    settings: PolicySettings,
+    lockdown: LockdownSettings | None,
+    now: datetime,
+) -> list[Reason]:
+    """What the site's lockdown level and schedules add."""
+    lockdown = lockdown or LockdownSettings()
+    level = conditions.level
+    details: dict[str, object] = {"level": int(level), "source": conditions.source.value}
+    reasons: list[Reason] = []
+    if level >= LockdownLevel.UPLOADS_PAUSED:
+        # Refused, not queued: nobody reviews an image the site never accepted.
+        return [
+            Reason(
+                UPLOADS_PAUSED,
+                Verdict.BLOCK,
+                "image uploads are paused while the site is under attack; try again later",
+                details,
+                review=False,
+            )
+        ]
+    if level >= LockdownLevel.ALL_HELD:
+        reasons.append(
+            Reason("lockdown", Verdict.HOLD, "every image is held for review (lockdown)", details)
+        )
+    elif level >= LockdownLevel.NEW_ACCOUNTS_HELD and is_low_trust(
+        uploader, settings, lockdown, now
+    ):
+        reasons.append(
+            Reason(
+                "lockdown",
+                Verdict.HOLD,
+                "images from new or low-trust accounts are held for review (lockdown)",
+                {**details, "uploader_id": uploader.uploader_id},
+            )
+        )
+    scheduled = conditions.schedule_account_days
+    if scheduled is not None:
+        days, name = scheduled
+        if is_low_trust(uploader, settings, lockdown, now, younger_than_days=days):
+            reasons.append(
+                Reason(
+                    "schedule",
+                    Verdict.HOLD,
+                    f"images from accounts younger than {days:g} days are held ({name})",
+                    {"schedule": name, "days": days, "uploader_id": uploader.uploader_id},
+                )
+            )
+    return reasons
 
 
 def _bank_reasons(report: MatchReport) -> list[Reason]:

@@ -30,6 +30,7 @@ class Permission(StrEnum):
     VIEW = "view"  # the queue's metadata, the status page, the audit log
     REVIEW = "review"  # claim, reveal and decide ordinary held images; clean up an uploader
     CHILD_SAFETY = "child_safety"  # items that may show a child; reject as illegal
+    LOCKDOWN = "lockdown"  # set and clear a site's lockdown level by hand
     ADMIN = "admin"  # reserved for managing the app itself
 
 

@@ -33,7 +33,6 @@ from vigil.store import users as user_store
 from vigil.store.models import Site, Submission, User
 from vigil.store.sites import get_site
 from vigil.store.submissions import get_submission
-from vigil.store.types import utcnow
 from vigil.store.uploaders import find_suspension
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -51,7 +50,7 @@ def home() -> RedirectResponse:
 
 @router.get("/queue")
 def queue_page(request: Request, reviewer: Viewer, runtime: RuntimeDep) -> HTMLResponse:
-    now = utcnow()
+    now = runtime.clock.now()
     with runtime.database.session() as session:
         items = queue.pending(session, now)
         summary = queue.summary(session)
@@ -75,7 +74,9 @@ def queue_page(request: Request, reviewer: Viewer, runtime: RuntimeDep) -> HTMLR
 def review_next(reviewer: Moderator, runtime: RuntimeDep) -> RedirectResponse:
     """Claim the most urgent item no one else is reviewing, and open it."""
     with runtime.database.write_session() as session:
-        found = queue.claim_next(session, reviewer, utcnow(), runtime.settings.review.claim_minutes)
+        found = queue.claim_next(
+            session, reviewer, runtime.clock.now(), runtime.settings.review.claim_minutes
+        )
     if found is None:
         return RedirectResponse(f"{PREFIX}/queue?done=empty", status_code=303)
     return RedirectResponse(f"{PREFIX}/items/{found}", status_code=303)
@@ -104,7 +105,7 @@ def _may_see_image(reviewer: Reviewer, submission: Submission) -> bool:
 def item_page(
     submission_id: str, request: Request, reviewer: Viewer, runtime: RuntimeDep
 ) -> HTMLResponse:
-    now = utcnow()
+    now = runtime.clock.now()
     with runtime.database.write_session() as session:
         submission, site = _submission_and_site(session, submission_id)
         claimed = queue.open_for_review(session, submission, reviewer, runtime.settings, now)
@@ -161,7 +162,7 @@ def preview(submission_id: str, reviewer: Moderator, runtime: RuntimeDep) -> Res
 @router.post("/items/{submission_id}/reveal")
 def reveal(submission_id: str, reviewer: Moderator, runtime: RuntimeDep) -> Response:
     """The clear picture, for the moderator reviewing the item; every reveal is counted."""
-    now = utcnow()
+    now = runtime.clock.now()
     with runtime.database.write_session() as session:
         submission, _ = _submission_and_site(session, submission_id)
         data = _image_for(runtime, reviewer, submission)
@@ -181,7 +182,7 @@ def decide(
     decision: Annotated[queue.ReviewAction, Form()],
     note: _NOTE = "",
 ) -> RedirectResponse:
-    now = utcnow()
+    now = runtime.clock.now()
     with runtime.database.write_session() as session:
         submission, site = _submission_and_site(session, submission_id)
         released = queue.decide(
@@ -203,7 +204,11 @@ def decide(
     _wake_worker(request)
     with runtime.database.write_session() as session:
         following = queue.claim_next(
-            session, reviewer, utcnow(), runtime.settings.review.claim_minutes, skip=submission_id
+            session,
+            reviewer,
+            runtime.clock.now(),
+            runtime.settings.review.claim_minutes,
+            skip=submission_id,
         )
     if following is None:
         return RedirectResponse(f"{PREFIX}/queue?done={decision.value}", status_code=303)
@@ -230,7 +235,7 @@ def release(submission_id: str, reviewer: Moderator, runtime: RuntimeDep) -> Red
 def uploader_page(
     request: Request, reviewer: Viewer, runtime: RuntimeDep, site: _ID, id: _ID
 ) -> HTMLResponse:
-    now = utcnow()
+    now = runtime.clock.now()
     with runtime.database.session() as session:
         found = get_site(session, site)
         submissions = queue.uploader_submissions(session, found.id, id)
@@ -280,7 +285,7 @@ def clean_up(
     with runtime.database.write_session() as session:
         found = get_site(session, site)
         result = clean_up_uploaders(
-            session, found, uploaders, reason=reason, actor=reviewer.actor, now=utcnow()
+            session, found, uploaders, reason=reason, actor=reviewer.actor, now=runtime.clock.now()
         )
     for _ in result.rejected:
         runtime.metrics.reviews.labels("block").inc()
@@ -309,7 +314,9 @@ def reinstate(
     """Lift an uploader's suspension: for the child-safety team, who suspend on illegal images."""
     with runtime.database.write_session() as session:
         found = get_site(session, site)
-        lifted = reinstate_uploader(session, found, uploader, actor=reviewer.actor, now=utcnow())
+        lifted = reinstate_uploader(
+            session, found, uploader, actor=reviewer.actor, now=runtime.clock.now()
+        )
     _wake_worker(request)
     done = "suspension lifted" if lifted else "not suspended"
     return RedirectResponse(
@@ -320,7 +327,7 @@ def reinstate(
 
 @router.get("/status")
 def status_page(request: Request, reviewer: Viewer, runtime: RuntimeDep) -> HTMLResponse:
-    now = utcnow()
+    now = runtime.clock.now()
     with runtime.database.session() as session:
         hours = status.hourly_counts(session, now)
         summary = queue.summary(session)

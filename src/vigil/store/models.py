@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -145,6 +146,8 @@ class Submission(Base):
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decision_note: Mapped[str | None] = mapped_column(Text)
+    # Community reports passed the threshold: the site was asked to hide the image.
+    hide_requested_at: Mapped[datetime | None]
 
 
 class AuditEvent(Base):
@@ -242,3 +245,120 @@ class UploaderSuspension(Base):
     suspended_by: Mapped[str] = mapped_column(String(200))
     suspended_at: Mapped[datetime] = mapped_column(default=utcnow)
     lifted_at: Mapped[datetime | None]
+
+
+class SiteSignal(Base):
+    """Something that happened on a site, counted over time windows by the lockdown rules.
+
+    Short-lived: rows older than the longest window are pruned (the audit log keeps history).
+    """
+
+    __tablename__ = "site_signals"
+    __table_args__ = (
+        Index("ix_site_signals_site_kind_at", "site_id", "kind", "at"),
+        Index("ix_site_signals_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))
+    at: Mapped[datetime]
+    uploader_id: Mapped[str | None] = mapped_column(String(200))
+    submission_id: Mapped[str | None] = mapped_column(String(36))
+    # The first frame's PDQ hash of an upload, for bursts of near-identical images.
+    pdq: Mapped[str | None] = mapped_column(String(64))
+    # What the event counts for: a report's weight, the accounts in a near-duplicate burst.
+    value: Mapped[float] = mapped_column(Float, default=1.0)
+
+
+class LockdownState(Base):
+    """A site's lockdown: the level the rules raised, and a level an admin set by hand."""
+
+    __tablename__ = "lockdown_states"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    automatic_level: Mapped[int] = mapped_column(Integer, default=0)
+    automatic_since: Mapped[datetime | None]
+    # The last time a rule asked for the automatic level (or more): the calm period runs from here.
+    last_triggered_at: Mapped[datetime | None]
+    automatic_cause: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    manual_level: Mapped[int | None] = mapped_column(Integer)
+    manual_until: Mapped[datetime | None]
+    manual_reason: Mapped[str | None] = mapped_column(Text)
+    manual_by: Mapped[str | None] = mapped_column(String(200))
+    # Signals before this do not count: an admin cleared the lockdown after looking at them.
+    counted_from: Mapped[datetime | None]
+    # The level the site was last told about (lockdown.changed): schedules move it silently.
+    announced_level: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Report(Base):
+    """A community member reported a submission."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        UniqueConstraint("submission_id", "reporter_id", name="uq_reports_submission_reporter"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    reporter_id: Mapped[str] = mapped_column(String(200))
+    reporter_trust: Mapped[str | None] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(30))
+    note: Mapped[str | None] = mapped_column(Text)
+    weight: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Incident(Base):
+    """Something on-call staff must know about now; paged tier by tier until acknowledged."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))
+    # Unique while the incident is open, so repeated triggers join it instead of paging again;
+    # NULL once resolved (NULLs never clash).
+    open_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    details: Mapped[dict[str, Any]]
+    trigger_count: Mapped[int] = mapped_column(Integer, default=1)
+    opened_at: Mapped[datetime]
+    last_triggered_at: Mapped[datetime]
+    # The last tier paged (0-based), and when the next is due unless someone acknowledges.
+    tier: Mapped[int] = mapped_column(Integer, default=-1)
+    next_tier_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The secret in the acknowledgement link sent with every page.
+    ack_token: Mapped[str] = mapped_column(String(64), unique=True)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Page(Base):
+    """One message to one channel about an incident: an outbox row, delivered with retries."""
+
+    __tablename__ = "pages"
+    __table_args__ = (Index("ix_pages_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    tier: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(64))
+    # trigger: page someone; acknowledge / resolve: tell a channel that tracks state (PagerDuty).
+    event: Mapped[str] = mapped_column(String(20), default="trigger")
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

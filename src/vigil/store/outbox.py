@@ -19,8 +19,15 @@ PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
 def enqueue(
-    session: Session, site_id: int, event_type: str, body: str, event_id: str | None = None
+    session: Session,
+    site_id: int,
+    event_type: str,
+    body: str,
+    event_id: str | None = None,
+    *,
+    now: datetime | None = None,
 ) -> WebhookDelivery:
+    """Write a delivery, due at once (``now``: the time of the change it announces)."""
     delivery = WebhookDelivery(
         event_id=event_id or str(uuid.uuid4()),
         site_id=site_id,
@@ -29,6 +36,8 @@ def enqueue(
         status=PENDING,
         attempts=0,
     )
+    if now is not None:
+        delivery.created_at = delivery.next_attempt_at = now
     session.add(delivery)
     return delivery
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil.store.models import UploaderSuspension
@@ -24,17 +25,36 @@ def find_suspension(session: Session, site_id: int, uploader_id: str) -> Uploade
 def suspend(
     session: Session, site_id: int, uploader_id: str, *, reason: str, actor: str, now: datetime
 ) -> tuple[UploaderSuspension, bool]:
-    """Suspend the uploader; returns the suspension and whether it is new."""
-    row = session.scalar(
-        select(UploaderSuspension).where(
-            UploaderSuspension.site_id == site_id, UploaderSuspension.uploader_id == uploader_id
-        )
+    """Suspend the uploader; returns the suspension and whether it is new.
+
+    Safe against a second transaction suspending the same uploader at the same moment (two
+    known images from one bot): the insert runs in a savepoint, and the loser reads the
+    winner's row instead of failing its whole screening.
+    """
+    query = (
+        select(UploaderSuspension)
+        .where(UploaderSuspension.site_id == site_id, UploaderSuspension.uploader_id == uploader_id)
+        .with_for_update()
     )
+    row = session.scalar(query)
     if row is not None and row.lifted_at is None:
         return row, False
     if row is None:
-        row = UploaderSuspension(site_id=site_id, uploader_id=uploader_id)
-        session.add(row)
+        row = UploaderSuspension(
+            site_id=site_id,
+            uploader_id=uploader_id,
+            reason=reason,
+            suspended_by=actor,
+            suspended_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            row = session.scalar(query.execution_options(populate_existing=True))
+            assert row is not None
+            if row.lifted_at is None:
+                return row, False
     row.reason = reason
     row.suspended_by = actor
     row.suspended_at = now

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from vigil.store import outbox
 from vigil.store.database import Database
 from vigil.store.models import Site
 from vigil.store.types import utcnow
+from vigil.workers.retry import backoff_seconds
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,6 @@ class WebhookDeliverer:
         log.warning("webhook %s attempt %d: %s (%s)", attempt.event_id, attempts, error, outcome)
 
     def backoff_seconds(self, attempts: int) -> float:
-        """Delay before the next attempt: doubling from the base, capped, with +-20 % jitter so
-        a site coming back up is not hit by every retry at once."""
-        delay = min(
-            self._settings.retry_base_seconds * 2 ** (attempts - 1),
-            self._settings.retry_max_seconds,
+        return backoff_seconds(
+            attempts, self._settings.retry_base_seconds, self._settings.retry_max_seconds
         )
-        return float(delay * random.uniform(0.8, 1.2))

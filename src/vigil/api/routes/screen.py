@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Request, Response, UploadFile
 from pydantic import ValidationError
 
 from vigil.api.auth import RuntimeDep, ScreenKey
@@ -41,6 +41,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     ),
 )
 def screen(
+    request: Request,
     response: Response,
     principal: ScreenKey,
     runtime: RuntimeDep,
@@ -66,7 +67,16 @@ def screen(
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return ScreenResponse.of(outcome.submission)
+    if outcome.submission.decision != "allow":
+        # A page or a webhook may have been written: deliver it now, not at the next poll.
+        worker = getattr(request.app.state, "worker", None)
+        if worker is not None:
+            worker.wake()
+    return ScreenResponse.screened(
+        outcome.submission,
+        lockdown_level=int(outcome.conditions.level),
+        uploader_suspended=outcome.uploader_suspended,
+    )
 
 
 def parse_context(raw: str | None) -> UploaderContext:

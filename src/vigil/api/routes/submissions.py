@@ -12,7 +12,6 @@ from vigil.policy import Verdict
 from vigil.store.models import Site
 from vigil.store.sites import Principal, Role
 from vigil.store.submissions import get_submission
-from vigil.store.types import utcnow
 
 router = APIRouter(prefix="/v1/submissions", tags=["submissions"])
 _NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorResponse}}
@@ -60,7 +59,7 @@ def decide_submission(
             Verdict(body.decision),
             actor=principal.actor,
             note=body.note,
-            now=utcnow(),
+            now=runtime.clock.now(),
         )
         result = SubmissionResponse.of(submission)
     if released:

@@ -1,0 +1,195 @@
+"""Signals over time windows, kept in the database so every API process counts the same ones.
+
+Each screening adds a row per thing it shows (an upload, a bank match, a model's hold...), each
+report one row weighted by the reporter's trust. The rules measure them over sliding windows;
+rows older than the longest window are pruned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
+
+from vigil.config import LockdownSettings
+from vigil.lockdown.kinds import SignalKind
+from vigil.policy import Decision, Verdict
+from vigil.store.models import SiteSignal
+
+UPLOAD = "upload"  # every screened upload: what the uploader-rate and burst rules look at
+_CLASSIFIER_CODES = frozenset({"classifier_label", "minor_risk"})
+_POPCOUNT = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint16)
+
+
+def kinds_of(decision: Decision) -> list[SignalKind]:
+    """The signals a screening decision shows (beyond the upload itself)."""
+    kinds: list[SignalKind] = []
+    acting = [reason for reason in decision.reasons if reason.verdict is not Verdict.ALLOW]
+    if any(reason.code == "bank_match" for reason in acting):
+        kinds.append(SignalKind.BANK_MATCH)
+    by_models = [reason for reason in acting if reason.code in _CLASSIFIER_CODES]
+    if any(reason.verdict is Verdict.BLOCK for reason in by_models):
+        kinds.append(SignalKind.CLASSIFIER_BLOCK)
+    elif by_models:
+        kinds.append(SignalKind.CLASSIFIER_HOLD)
+    return kinds
+
+
+def record_upload(
+    session: Session,
+    settings: LockdownSettings,
+    *,
+    site_id: int,
+    submission_id: str,
+    uploader_id: str | None,
+    pdq: str | None,
+    decision: Decision,
+    low_trust: bool,
+    now: datetime,
+) -> int:
+    """Record what one screening shows, in the caller's transaction.
+
+    Returns how many accounts (this one included) posted a near-identical image within the
+    window: 1 when nobody else did.
+    """
+    base = {
+        "site_id": site_id,
+        "at": now,
+        "uploader_id": uploader_id,
+        "submission_id": submission_id,
+    }
+    rows = [SiteSignal(kind=UPLOAD, pdq=pdq, value=1.0, **base)]
+    rows.extend(SiteSignal(kind=kind.value, value=1.0, **base) for kind in kinds_of(decision))
+    if low_trust:
+        rows.append(SiteSignal(kind=SignalKind.NEW_ACCOUNT_UPLOAD.value, value=1.0, **base))
+    accounts = 1
+    if pdq is not None and uploader_id is not None:
+        accounts = 1 + _other_accounts_posting(session, settings, site_id, uploader_id, pdq, now)
+        if accounts > 1:
+            rows.append(
+                SiteSignal(kind=SignalKind.NEAR_DUPLICATES.value, value=float(accounts), **base)
+            )
+    session.add_all(rows)
+    return accounts
+
+
+def record_report(
+    session: Session,
+    *,
+    site_id: int,
+    submission_id: str,
+    uploader_id: str | None,
+    weight: float,
+    now: datetime,
+) -> None:
+    session.add(
+        SiteSignal(
+            site_id=site_id,
+            kind=SignalKind.REPORT.value,
+            at=now,
+            uploader_id=uploader_id,
+            submission_id=submission_id,
+            value=weight,
+        )
+    )
+
+
+def _other_accounts_posting(
+    session: Session,
+    settings: LockdownSettings,
+    site_id: int,
+    uploader_id: str,
+    pdq: str,
+    now: datetime,
+) -> int:
+    """Other accounts that posted an image within PDQ distance of this one, recently."""
+    since = now - timedelta(minutes=settings.near_duplicate_window_minutes)
+    recent = session.execute(
+        select(SiteSignal.uploader_id, SiteSignal.pdq)
+        .where(
+            SiteSignal.site_id == site_id,
+            SiteSignal.kind == UPLOAD,
+            SiteSignal.at >= since,
+            SiteSignal.pdq.is_not(None),
+            SiteSignal.uploader_id.is_not(None),
+            SiteSignal.uploader_id != uploader_id,
+        )
+        .order_by(SiteSignal.at.desc())
+        .limit(settings.near_duplicate_max_compared)
+    ).all()
+    if not recent:
+        return 0
+    hashes = np.frombuffer(bytes.fromhex("".join(row.pdq for row in recent)), dtype=np.uint8)
+    query = np.frombuffer(bytes.fromhex(pdq), dtype=np.uint8)
+    distances = _POPCOUNT[np.bitwise_xor(hashes.reshape(-1, 32), query)].sum(axis=1)
+    close = np.flatnonzero(distances <= settings.near_duplicate_distance)
+    return len({recent[int(index)].uploader_id for index in close})
+
+
+def measure_many(
+    session: Session, site_id: int, wanted: Iterable[tuple[SignalKind, datetime]]
+) -> dict[tuple[SignalKind, datetime], float]:
+    """Several measures in one query (the uploader rate in one more): what a rule check needs
+    every few seconds, for every site, in every process."""
+    wanted = list(dict.fromkeys(wanted))
+    results: dict[tuple[SignalKind, datetime], float] = {}
+    columns: list[ColumnElement[Any]] = []
+    for signal, since in wanted:
+        if signal is SignalKind.UPLOADER_RATE:
+            results[(signal, since)] = measure(session, site_id, signal, since)
+            continue
+        matching = (SiteSignal.kind == signal.value) & (SiteSignal.at >= since)
+        if signal is SignalKind.NEAR_DUPLICATES:
+            columns.append(func.max(SiteSignal.value).filter(matching))
+        elif signal is SignalKind.REPORT:
+            columns.append(func.sum(SiteSignal.value).filter(matching))
+        else:
+            columns.append(func.count().filter(matching))
+    pending = [key for key in wanted if key[0] is not SignalKind.UPLOADER_RATE]
+    if pending:
+        oldest = min(since for _, since in pending)
+        row = session.execute(
+            select(*columns).where(SiteSignal.site_id == site_id, SiteSignal.at >= oldest)
+        ).one()
+        results.update({key: float(value or 0) for key, value in zip(pending, row, strict=True)})
+    return results
+
+
+def measure(session: Session, site_id: int, signal: SignalKind, since: datetime) -> float:
+    """The signal's measure since ``since``: a count, a weight, or the largest burst."""
+    recent = (SiteSignal.site_id == site_id, SiteSignal.at >= since)
+    if signal is SignalKind.UPLOADER_RATE:
+        per_uploader = (
+            select(func.count().label("uploads"))
+            .where(*recent, SiteSignal.kind == UPLOAD, SiteSignal.uploader_id.is_not(None))
+            .group_by(SiteSignal.uploader_id)
+            .subquery()
+        )
+        return float(session.scalar(select(func.max(per_uploader.c.uploads))) or 0)
+    of_kind = (*recent, SiteSignal.kind == signal.value)
+    if signal is SignalKind.NEAR_DUPLICATES:
+        return float(session.scalar(select(func.max(SiteSignal.value)).where(*of_kind)) or 0)
+    if signal is SignalKind.REPORT:
+        return float(session.scalar(select(func.sum(SiteSignal.value)).where(*of_kind)) or 0)
+    return float(session.scalar(select(func.count()).where(*of_kind)) or 0)
+
+
+def sites_with_signals(session: Session, since: datetime) -> Iterable[int]:
+    return session.scalars(
+        select(SiteSignal.site_id).where(SiteSignal.at >= since).distinct()
+    ).all()
+
+
+def any_before(session: Session, before: datetime) -> bool:
+    return session.scalar(select(SiteSignal.id).where(SiteSignal.at < before).limit(1)) is not None
+
+
+def prune(session: Session, before: datetime) -> int:
+    """Forget signals no window reaches any more; returns how many."""
+    result = session.execute(delete(SiteSignal).where(SiteSignal.at < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,116 @@
+"""The pages outbox: messages to on-call channels, claimed and delivered like webhooks.
+
+Rows are written by :mod:`vigil.actions.incidents` in the transaction that opens, escalates,
+acknowledges or resolves an incident. Several workers may poll the outbox: a row is *leased* by an
+atomic conditional update, so one attempt runs at a time and a crashed worker's lease expires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from vigil.store.models import Page
+
+PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
+
+
+def due_ids(session: Session, now: datetime, limit: int) -> Sequence[int]:
+    """Pending pages whose next attempt is due and that no worker holds, oldest first."""
+    return session.scalars(
+        select(Page.id)
+        .where(
+            Page.status == PENDING,
+            Page.next_attempt_at <= now,
+            or_(Page.lease_until.is_(None), Page.lease_until < now),
+        )
+        .order_by(Page.next_attempt_at, Page.id)
+        .limit(limit)
+    ).all()
+
+
+def claim(session: Session, page_id: int, now: datetime, lease: timedelta) -> Page | None:
+    """Lease one due page; None if another worker holds it or it is no longer pending."""
+    claimed = session.execute(
+        update(Page)
+        .where(
+            Page.id == page_id,
+            Page.status == PENDING,
+            or_(Page.lease_until.is_(None), Page.lease_until < now),
+        )
+        .values(lease_until=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return session.get(Page, page_id, populate_existing=True)
+
+
+def record_success(session: Session, page_id: int, now: datetime) -> None:
+    session.execute(
+        update(Page)
+        .where(Page.id == page_id)
+        .values(
+            status=DELIVERED,
+            sent_at=now,
+            attempts=Page.attempts + 1,
+            lease_until=None,
+            last_error=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_failure(
+    session: Session, page_id: int, error: str, next_attempt_at: datetime | None
+) -> None:
+    """A failed attempt: retried at ``next_attempt_at``, or given up on when that is None."""
+    session.execute(
+        update(Page)
+        .where(Page.id == page_id)
+        .values(
+            status=PENDING if next_attempt_at else FAILED,
+            attempts=Page.attempts + 1,
+            next_attempt_at=next_attempt_at or Page.next_attempt_at,
+            lease_until=None,
+            last_error=error[:2000],
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def cancel(session: Session, page_id: int, reason: str) -> None:
+    """Drop a page that must no longer be sent (its incident was acknowledged or resolved)."""
+    session.execute(
+        update(Page)
+        .where(Page.id == page_id)
+        .values(status=CANCELLED, lease_until=None, last_error=reason[:2000])
+        .execution_options(synchronize_session=False)
+    )
+
+
+def channel_heard_of(session: Session, incident_id: int, channel: str) -> bool:
+    """Whether a trigger page about the incident reached the channel, or still may."""
+    return (
+        session.scalar(
+            select(Page.id)
+            .where(
+                Page.incident_id == incident_id,
+                Page.channel == channel,
+                Page.event == "trigger",
+                Page.status.in_([PENDING, DELIVERED]),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def for_incident(session: Session, incident_id: int) -> Sequence[Page]:
+    """Every page about one incident, in the order they were written."""
+    return session.scalars(
+        select(Page).where(Page.incident_id == incident_id).order_by(Page.id)
+    ).all()
