@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tests.images import encode, make_photo
@@ -63,10 +64,16 @@ class BankSetup:
 
 
 @contextmanager
-def benchmark_runtime(seed: int) -> Iterator[tuple[Runtime, BankSetup]]:
-    """A Runtime on SQLite in a temporary data folder, its banks filled with random hashes."""
+def benchmark_runtime(seed: int, **overrides: Any) -> Iterator[tuple[Runtime, BankSetup]]:
+    """A Runtime on SQLite in a temporary data folder, its banks filled with random hashes;
+    ``overrides`` are settings sections (``lockdown={...}``)."""
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder:
-        runtime = Runtime.open(load_settings(data_dir=Path(folder) / "data"))
+        # No background work: the lockdown watch would otherwise raise the site's level while the
+        # bench screens hundreds of images from accounts of unknown age, and hold them.
+        settings = load_settings(
+            data_dir=Path(folder) / "data", workers={"embedded": False}, **overrides
+        )
+        runtime = Runtime.open(settings)
         try:
             yield runtime, _fill_banks(runtime, np.random.default_rng(seed))
         finally:

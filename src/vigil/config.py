@@ -293,6 +293,15 @@ class ReviewSettings(_Section):
     )
 
 
+def known_time_zone(name: str) -> str:
+    """``name`` if it is a time zone this machine knows (Europe/London), else a ValueError."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown time zone {name!r} (use a name like Europe/London)") from error
+    return name
+
+
 class LockdownRule(_Section):
     """A signal that, measured over a window, raises the lockdown level."""
 
@@ -395,7 +404,11 @@ class LockdownSettings(_Section):
         10.0, gt=0, le=24 * 60, description="How far back an upload is compared with others."
     )
     near_duplicate_max_compared: int = Field(
-        20_000, ge=1, description="Recent uploads compared with each new one, newest first."
+        5_000,
+        ge=1,
+        # Reading the window costs about 1.4 ms per 1,000 rows on SQLite (bench/RESULTS.md): on
+        # a site busier than this per window, only the newest uploads are compared.
+        description="Recent uploads compared with each new one, newest first.",
     )
     rules: list[LockdownRule] = Field(default_factory=_default_rules)
     schedules: list[ScheduleSettings] = Field(default_factory=list)
@@ -403,13 +416,7 @@ class LockdownSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(
-                f"unknown time zone {value!r} (use a name like Europe/London)"
-            ) from error
-        return value
+        return known_time_zone(value)
 
     @property
     def zone(self) -> ZoneInfo:

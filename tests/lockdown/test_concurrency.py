@@ -102,10 +102,15 @@ EVALUATIONS: dict[str, Callable[[WatchedSite, Database], int]] = {
 
 def _under_attack(open_site: OpenSite, *, evaluated_before: bool = False) -> WatchedSite:
     """A site where two uploads from new accounts have just asked for level 1
-    (``evaluated_before``: after a tick that found the site calm, so its state row exists)."""
+    (``evaluated_before``: after an evaluation that found the site calm, so its state row
+    exists; a tick would not write one for a calm site)."""
     watched = open_site(rule(SignalKind.NEW_ACCOUNT_UPLOAD, 2, 5, 1), webhook=True, paging=PAGING)
     if evaluated_before:
-        assert watched.tick() == 0
+        with watched.runtime.database.write_session() as session:
+            site = session.get(Site, watched.site.id)
+            assert site is not None
+            settings = watched.runtime.settings
+            assert not control.evaluate_site(session, settings, site, watched.clock.now())
     for seed in range(2):
         watched.upload_from_new_account(photo(seed), f"newcomer-{seed}")
     return watched

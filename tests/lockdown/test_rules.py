@@ -589,7 +589,11 @@ def test_a_higher_level_set_by_hand_wins_over_the_rules(open_site: OpenSite) -> 
         (3, 1, "automatic", None),
     ]
     manual_cause = watched.webhooks(CHANGED)[1]["cause"]
-    assert manual_cause == {"reason": "wave of abuse", "by": ADMIN}
+    assert manual_cause == {
+        "reason": "wave of abuse",
+        "by": ADMIN,
+        "until": (START + timedelta(hours=1)).isoformat(),
+    }
     # Only the rules' raise paged; the admin who set level 3 knows already.
     [incident] = watched.incidents(IncidentKind.LOCKDOWN)
     assert (incident.details["level"], incident.trigger_count) == (1, 1)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ColumnElement
 
 from vigil.config import LockdownSettings
 from vigil.lockdown.kinds import SignalKind
@@ -23,7 +21,6 @@ from vigil.store.models import SiteSignal
 
 UPLOAD = "upload"  # every screened upload: what the uploader-rate and burst rules look at
 _CLASSIFIER_CODES = frozenset({"classifier_label", "minor_risk"})
-_POPCOUNT = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint16)
 
 
 def kinds_of(decision: Decision) -> list[SignalKind]:
@@ -124,40 +121,12 @@ def _other_accounts_posting(
     ).all()
     if not recent:
         return 0
-    hashes = np.frombuffer(bytes.fromhex("".join(row.pdq for row in recent)), dtype=np.uint8)
-    query = np.frombuffer(bytes.fromhex(pdq), dtype=np.uint8)
-    distances = _POPCOUNT[np.bitwise_xor(hashes.reshape(-1, 32), query)].sum(axis=1)
+    # 256-bit hashes as four 64-bit words: XOR, then count the differing bits per word.
+    hashes = np.frombuffer(bytes.fromhex("".join(row.pdq for row in recent)), dtype=np.uint64)
+    query = np.frombuffer(bytes.fromhex(pdq), dtype=np.uint64)
+    distances = np.bitwise_count(np.bitwise_xor(hashes.reshape(-1, 4), query)).sum(axis=1)
     close = np.flatnonzero(distances <= settings.near_duplicate_distance)
     return len({recent[int(index)].uploader_id for index in close})
-
-
-def measure_many(
-    session: Session, site_id: int, wanted: Iterable[tuple[SignalKind, datetime]]
-) -> dict[tuple[SignalKind, datetime], float]:
-    """Several measures in one query (the uploader rate in one more): what a rule check needs
-    every few seconds, for every site, in every process."""
-    wanted = list(dict.fromkeys(wanted))
-    results: dict[tuple[SignalKind, datetime], float] = {}
-    columns: list[ColumnElement[Any]] = []
-    for signal, since in wanted:
-        if signal is SignalKind.UPLOADER_RATE:
-            results[(signal, since)] = measure(session, site_id, signal, since)
-            continue
-        matching = (SiteSignal.kind == signal.value) & (SiteSignal.at >= since)
-        if signal is SignalKind.NEAR_DUPLICATES:
-            columns.append(func.max(SiteSignal.value).filter(matching))
-        elif signal is SignalKind.REPORT:
-            columns.append(func.sum(SiteSignal.value).filter(matching))
-        else:
-            columns.append(func.count().filter(matching))
-    pending = [key for key in wanted if key[0] is not SignalKind.UPLOADER_RATE]
-    if pending:
-        oldest = min(since for _, since in pending)
-        row = session.execute(
-            select(*columns).where(SiteSignal.site_id == site_id, SiteSignal.at >= oldest)
-        ).one()
-        results.update({key: float(value or 0) for key, value in zip(pending, row, strict=True)})
-    return results
 
 
 def measure(session: Session, site_id: int, signal: SignalKind, since: datetime) -> float:

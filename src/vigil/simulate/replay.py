@@ -43,7 +43,7 @@ from vigil.signals.base import HashType
 from vigil.simulate import images
 from vigil.simulate.scenario import Moderator, Scenario
 from vigil.store import banks as bank_store
-from vigil.store import outbox, sites
+from vigil.store import leases, outbox, sites
 from vigil.store.models import AuditEvent, Incident, Site, Submission, WebhookDelivery
 from vigil.workers.pages import PageDeliverer
 
@@ -414,7 +414,7 @@ class Replay:
             due = session.scalars(
                 select(WebhookDelivery)
                 .where(
-                    WebhookDelivery.status == outbox.PENDING,
+                    WebhookDelivery.status == leases.PENDING,
                     WebhookDelivery.created_at <= read_before,
                 )
                 .order_by(WebhookDelivery.id)

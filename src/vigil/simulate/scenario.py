@@ -7,11 +7,11 @@ import tomllib
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vigil.config import Settings
+from vigil.config import Settings, known_time_zone
 from vigil.errors import InvalidConfiguration
 from vigil.simulate.images import Variant
 
@@ -126,11 +126,7 @@ class Scenario(_Part):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {value!r}") from error
-        return value
+        return known_time_zone(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:

@@ -10,12 +10,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from vigil.store import leases
+from vigil.store.leases import PENDING
 from vigil.store.models import WebhookDelivery
-
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
 def enqueue(
@@ -43,62 +42,22 @@ def enqueue(
 
 
 def due_ids(session: Session, now: datetime, limit: int) -> Sequence[int]:
-    return session.scalars(
-        select(WebhookDelivery.id)
-        .where(
-            WebhookDelivery.status == PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-        )
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
-    ).all()
+    return leases.due_ids(session, WebhookDelivery, now, limit)
 
 
 def claim(
     session: Session, delivery_id: int, now: datetime, lease: timedelta
 ) -> WebhookDelivery | None:
     """Lease one due delivery; None if another worker holds it or it is no longer due."""
-    claimed = session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == delivery_id,
-            WebhookDelivery.status == PENDING,
-            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-        )
-        .values(lease_until=now + lease)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    return session.get(WebhookDelivery, delivery_id, populate_existing=True)
+    return leases.claim(session, WebhookDelivery, delivery_id, now, lease)
 
 
 def record_success(session: Session, delivery_id: int, now: datetime) -> None:
-    session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id)
-        .values(
-            status=DELIVERED,
-            delivered_at=now,
-            attempts=WebhookDelivery.attempts + 1,
-            lease_until=None,
-            last_error=None,
-        )
-    )
+    leases.record_delivery(session, WebhookDelivery, delivery_id, delivered_at=now)
 
 
 def record_failure(
     session: Session, delivery_id: int, error: str, next_attempt_at: datetime | None
 ) -> None:
     """A failed attempt: retried at ``next_attempt_at``, or given up on when that is None."""
-    session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id)
-        .values(
-            status=PENDING if next_attempt_at else FAILED,
-            attempts=WebhookDelivery.attempts + 1,
-            next_attempt_at=next_attempt_at or WebhookDelivery.next_attempt_at,
-            lease_until=None,
-            last_error=error[:2000],
-        )
-    )
+    leases.record_failure(session, WebhookDelivery, delivery_id, error, next_attempt_at)

@@ -10,76 +10,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from vigil.store import leases
+from vigil.store.leases import CANCELLED as CANCELLED
+from vigil.store.leases import DELIVERED as DELIVERED
+from vigil.store.leases import PENDING as PENDING
 from vigil.store.models import Page
-
-PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
 
 
 def due_ids(session: Session, now: datetime, limit: int) -> Sequence[int]:
     """Pending pages whose next attempt is due and that no worker holds, oldest first."""
-    return session.scalars(
-        select(Page.id)
-        .where(
-            Page.status == PENDING,
-            Page.next_attempt_at <= now,
-            or_(Page.lease_until.is_(None), Page.lease_until < now),
-        )
-        .order_by(Page.next_attempt_at, Page.id)
-        .limit(limit)
-    ).all()
+    return leases.due_ids(session, Page, now, limit)
 
 
 def claim(session: Session, page_id: int, now: datetime, lease: timedelta) -> Page | None:
     """Lease one due page; None if another worker holds it or it is no longer pending."""
-    claimed = session.execute(
-        update(Page)
-        .where(
-            Page.id == page_id,
-            Page.status == PENDING,
-            or_(Page.lease_until.is_(None), Page.lease_until < now),
-        )
-        .values(lease_until=now + lease)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    return session.get(Page, page_id, populate_existing=True)
+    return leases.claim(session, Page, page_id, now, lease)
 
 
 def record_success(session: Session, page_id: int, now: datetime) -> None:
-    session.execute(
-        update(Page)
-        .where(Page.id == page_id)
-        .values(
-            status=DELIVERED,
-            sent_at=now,
-            attempts=Page.attempts + 1,
-            lease_until=None,
-            last_error=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    leases.record_delivery(session, Page, page_id, sent_at=now)
 
 
 def record_failure(
     session: Session, page_id: int, error: str, next_attempt_at: datetime | None
 ) -> None:
     """A failed attempt: retried at ``next_attempt_at``, or given up on when that is None."""
-    session.execute(
-        update(Page)
-        .where(Page.id == page_id)
-        .values(
-            status=PENDING if next_attempt_at else FAILED,
-            attempts=Page.attempts + 1,
-            next_attempt_at=next_attempt_at or Page.next_attempt_at,
-            lease_until=None,
-            last_error=error[:2000],
-        )
-        .execution_options(synchronize_session=False)
-    )
+    leases.record_failure(session, Page, page_id, error, next_attempt_at)
 
 
 def cancel(session: Session, page_id: int, reason: str) -> None:
