@@ -406,7 +406,7 @@ class LockdownSettings(_Section):
     near_duplicate_max_compared: int = Field(
         5_000,
         ge=1,
-        # Reading the window costs about 1.4 ms per 1,000 rows on SQLite (bench/RESULTS.md): on
+        # Reading the window costs about 1.3 ms per 1,000 rows on SQLite (bench/RESULTS.md): on
         # a site busier than this per window, only the newest uploads are compared.
         description="Recent uploads compared with each new one, newest first.",
     )

@@ -326,10 +326,6 @@ def open_incidents(session: Session, site_id: int | None = None) -> list[Inciden
     return list(session.scalars(query).all())
 
 
-def recent_incidents(session: Session, limit: int = 50) -> list[Incident]:
-    return list(session.scalars(select(Incident).order_by(Incident.id.desc()).limit(limit)).all())
-
-
 def find_by_token(session: Session, incident_id: int, token: str) -> Incident | None:
     """The incident whose acknowledgement link carries this token; None for any other token."""
     incident = session.get(Incident, incident_id)

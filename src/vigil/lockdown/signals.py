@@ -7,7 +7,6 @@ rows older than the longest window are pruned.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -146,12 +145,6 @@ def measure(session: Session, site_id: int, signal: SignalKind, since: datetime)
     if signal is SignalKind.REPORT:
         return float(session.scalar(select(func.sum(SiteSignal.value)).where(*of_kind)) or 0)
     return float(session.scalar(select(func.count()).where(*of_kind)) or 0)
-
-
-def sites_with_signals(session: Session, since: datetime) -> Iterable[int]:
-    return session.scalars(
-        select(SiteSignal.site_id).where(SiteSignal.at >= since).distinct()
-    ).all()
 
 
 def any_before(session: Session, before: datetime) -> bool:
