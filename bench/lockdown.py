@@ -17,12 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, Table, delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 
 from bench.fixtures import ImageSize, benchmark_runtime, photo_jpeg
 from bench.timing import Timing, measure_round_robin
 from vigil.clock import ManualClock
-from vigil.config import LockdownSettings
 from vigil.lockdown import control, signals
 from vigil.lockdown.kinds import SignalKind
 from vigil.lockdown.monitor import LockdownMonitor
@@ -205,31 +204,11 @@ def _fill_signals(
             session.execute(insert(table), rows[start : start + INSERT_BATCH])
 
 
-def _recent_uploads(
-    settings: LockdownSettings, site_id: int, uploader_id: str, now: datetime
-) -> Select[str | None, str | None]:
-    """The SELECT ``_other_accounts_posting`` runs, for timing it without the comparison."""
-    since = now - timedelta(minutes=settings.near_duplicate_window_minutes)
-    return (
-        select(SiteSignal.uploader_id, SiteSignal.pdq)
-        .where(
-            SiteSignal.site_id == site_id,
-            SiteSignal.kind == signals.UPLOAD,
-            SiteSignal.at >= since,
-            SiteSignal.pdq.is_not(None),
-            SiteSignal.uploader_id.is_not(None),
-            SiteSignal.uploader_id != uploader_id,
-        )
-        .order_by(SiteSignal.at.desc())
-        .limit(settings.near_duplicate_max_compared)
-    )
-
-
 def _time_near_duplicates(
     runtime: Runtime, site_id: int, pdq: str, now: datetime, *, repeat: int, warmup: int
 ) -> tuple[dict[str, Timing], int, int]:
     settings = runtime.settings.lockdown
-    query = _recent_uploads(settings, site_id, UPLOADER, now)
+    query = signals.recent_uploads(settings, site_id, UPLOADER, now)
 
     def fetch() -> list[Any]:
         with runtime.database.session() as session:

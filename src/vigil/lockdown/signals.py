@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from vigil.config import LockdownSettings
@@ -95,17 +95,12 @@ def record_report(
     )
 
 
-def _other_accounts_posting(
-    session: Session,
-    settings: LockdownSettings,
-    site_id: int,
-    uploader_id: str,
-    pdq: str,
-    now: datetime,
-) -> int:
-    """Other accounts that posted an image within PDQ distance of this one, recently."""
+def recent_uploads(
+    settings: LockdownSettings, site_id: int, uploader_id: str, now: datetime
+) -> Select[str | None, str | None]:
+    """Other accounts' uploads in the near-duplicate window, newest first, up to the cap."""
     since = now - timedelta(minutes=settings.near_duplicate_window_minutes)
-    recent = session.execute(
+    return (
         select(SiteSignal.uploader_id, SiteSignal.pdq)
         .where(
             SiteSignal.site_id == site_id,
@@ -117,7 +112,19 @@ def _other_accounts_posting(
         )
         .order_by(SiteSignal.at.desc())
         .limit(settings.near_duplicate_max_compared)
-    ).all()
+    )
+
+
+def _other_accounts_posting(
+    session: Session,
+    settings: LockdownSettings,
+    site_id: int,
+    uploader_id: str,
+    pdq: str,
+    now: datetime,
+) -> int:
+    """Other accounts that posted an image within PDQ distance of this one, recently."""
+    recent = session.execute(recent_uploads(settings, site_id, uploader_id, now)).all()
     if not recent:
         return 0
     # 256-bit hashes as four 64-bit words: XOR, then count the differing bits per word.
