@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from vigil.store import leases
 from vigil.store.leases import CANCELLED as CANCELLED
 from vigil.store.leases import DELIVERED as DELIVERED
+from vigil.store.leases import FAILED as FAILED
 from vigil.store.leases import PENDING as PENDING
 from vigil.store.models import Page
 
