@@ -497,10 +497,22 @@ class SmtpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(25, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
+    ca_file: Path | None = Field(
+        None,
+        description="PEM certificates to trust for the server, instead of the system's "
+        "(a relay with a certificate of your own CA).",
+    )
     username: str | None = None
     password: str | None = None
     sender: str = Field("vigil@localhost", description="The From address of pages.")
     timeout_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no CA file at {value}")
+        return value
 
 
 class TierSettings(_Section):

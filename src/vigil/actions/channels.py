@@ -388,7 +388,8 @@ class ChannelSender:
 
 def _smtp_connection(paging: PagingSettings) -> smtplib.SMTP:
     smtp = paging.smtp
-    context = ssl.create_default_context()
+    # The server's certificate is always checked: against the system's CAs, or the configured file.
+    context = ssl.create_default_context(cafile=smtp.ca_file)
     connection: smtplib.SMTP
     if smtp.security == "tls":
         connection = smtplib.SMTP_SSL(
