@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from tests.actions.conftest import MailServer, MakeMailServer, password_checker
 from tests.images import encode, make_photo
@@ -123,7 +124,11 @@ class Bench:
 
     def pages(self, incident_id: int) -> list[Page]:
         with self.database.session() as session:
-            return list(pages.for_incident(session, incident_id))
+            return list(
+                session.scalars(
+                    select(Page).where(Page.incident_id == incident_id).order_by(Page.id)
+                ).all()
+            )
 
     def page(self, incident_id: int, channel: str, event: str = "trigger") -> Page:
         (page,) = [

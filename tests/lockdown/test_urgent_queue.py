@@ -34,6 +34,25 @@ def _urgent_item(watched: WatchedSite, seed: int) -> str:
     return allowed.submission.id
 
 
+def _decide(watched: WatchedSite, submission_ids: list[str], verdict: Verdict) -> None:
+    """A child-safety moderator decides the items now."""
+    with watched.runtime.database.write_session() as session:
+        site = session.get(Site, watched.site.id)
+        assert site is not None
+        for submission_id in submission_ids:
+            submission = session.get(Submission, submission_id)
+            assert submission is not None
+            apply_review_decision(
+                session,
+                submission,
+                site,
+                verdict,
+                actor="user:cass",
+                note=None,
+                now=watched.clock.now(),
+            )
+
+
 def _pages(watched: WatchedSite) -> int:
     with watched.runtime.database.session() as session:
         return session.query(Page).count()
@@ -68,21 +87,7 @@ def test_an_urgent_item_unreviewed_too_long_pages_once_and_closes_when_decided(
     assert watched.incidents(IncidentKind.URGENT_UNREVIEWED)[0].trigger_count == 2
 
     # Both decided: nothing urgent is overdue, and the incident closes by itself.
-    with watched.runtime.database.write_session() as session:
-        site = session.get(Site, watched.site.id)
-        assert site is not None
-        for submission_id in (first, second):
-            submission = session.get(Submission, submission_id)
-            assert submission is not None
-            apply_review_decision(
-                session,
-                submission,
-                site,
-                Verdict.BLOCK,
-                actor="user:cass",
-                note=None,
-                now=watched.clock.now(),
-            )
+    _decide(watched, [first, second], Verdict.BLOCK)
     watched.clock.advance(seconds=5)
     watched.tick()
     [closed] = watched.incidents(IncidentKind.URGENT_UNREVIEWED)
@@ -97,20 +102,7 @@ def test_an_urgent_item_reviewed_in_time_pages_no_one(open_site: OpenSite) -> No
     watched = open_site(paging=PAGING)
     item = _urgent_item(watched, 3)
     watched.clock.advance(minutes=10)
-    with watched.runtime.database.write_session() as session:
-        site = session.get(Site, watched.site.id)
-        submission = session.get(Submission, item)
-        assert site is not None
-        assert submission is not None
-        apply_review_decision(
-            session,
-            submission,
-            site,
-            Verdict.ALLOW,
-            actor="user:cass",
-            note=None,
-            now=watched.clock.now(),
-        )
+    _decide(watched, [item], Verdict.ALLOW)
 
     watched.clock.advance(minutes=30)
     watched.tick()

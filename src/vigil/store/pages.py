@@ -67,10 +67,3 @@ def channel_heard_of(session: Session, incident_id: int, channel: str) -> bool:
         )
         is not None
     )
-
-
-def for_incident(session: Session, incident_id: int) -> Sequence[Page]:
-    """Every page about one incident, in the order they were written."""
-    return session.scalars(
-        select(Page).where(Page.incident_id == incident_id).order_by(Page.id)
-    ).all()

@@ -23,7 +23,7 @@ from vigil.metrics import Metrics
 from vigil.store import pages
 from vigil.store.database import Database
 from vigil.store.models import Incident, Page, Site
-from vigil.workers.retry import backoff_seconds
+from vigil.workers.retry import backoff_seconds, next_attempt_at
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +148,14 @@ class PageDeliverer:
                 self._metrics.page_attempts.labels("delivered").inc()
                 return
             attempts = attempt.attempts_before + 1
-            retry_at = None
-            if attempts < self._paging.max_attempts:
-                retry_at = now + timedelta(seconds=self.backoff_seconds(attempts))
+            paging = self._paging
+            retry_at = next_attempt_at(
+                attempts,
+                paging.max_attempts,
+                paging.retry_base_seconds,
+                paging.retry_max_seconds,
+                now,
+            )
             pages.record_failure(session, attempt.page_id, error, retry_at)
         outcome = "retrying" if retry_at else "failed"
         self._metrics.page_attempts.labels(outcome).inc()

@@ -17,7 +17,7 @@ from vigil.store import outbox
 from vigil.store.database import Database
 from vigil.store.models import Site
 from vigil.store.types import utcnow
-from vigil.workers.retry import backoff_seconds
+from vigil.workers.retry import backoff_seconds, next_attempt_at
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,14 @@ class WebhookDeliverer:
                 self._metrics.webhook_attempts.labels("delivered").inc()
                 return
             attempts = attempt.attempts_before + 1
-            retry_at = None
-            if attempts < self._settings.max_attempts:
-                retry_at = now + timedelta(seconds=self.backoff_seconds(attempts))
+            settings = self._settings
+            retry_at = next_attempt_at(
+                attempts,
+                settings.max_attempts,
+                settings.retry_base_seconds,
+                settings.retry_max_seconds,
+                now,
+            )
             outbox.record_failure(session, attempt.delivery_id, error, retry_at)
         outcome = "retrying" if retry_at else "failed"
         self._metrics.webhook_attempts.labels(outcome).inc()
