@@ -115,7 +115,7 @@ def measure_lockdown(runtime: Runtime, *, repeat: int, warmup: int, seed: int) -
         runtime, site.id, pdq, now, repeat=repeat, warmup=warmup
     )
     service = ScreeningService(
-        runtime.screener, runtime.database, runtime.images, runtime.metrics, clock
+        runtime.screener, runtime.database, runtime.images, runtime.metrics, runtime.vault, clock
     )
     screening = _time_screening(
         runtime, service, site, uploader, data, now, repeat=repeat, warmup=warmup

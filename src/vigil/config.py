@@ -566,6 +566,82 @@ class PagingSettings(_Section):
         return next((channel for channel in self.channels if channel.name == name), None)
 
 
+NCMEC_BASE_URLS = {
+    "test": "https://exttest.cybertip.org/ispws",
+    "production": "https://report.cybertip.org/ispws",
+}
+
+
+class ReporterSettings(_Section):
+    """Who reports to the authorities: the site's trust & safety or legal contact."""
+
+    organisation: str = Field("", max_length=200, description="The company or community.")
+    service_name: str = Field(
+        "", max_length=200, description="The product the images were uploaded to (the site)."
+    )
+    first_name: str = Field("", max_length=100)
+    last_name: str = Field("", max_length=100)
+    email: str = Field("", max_length=200)
+    phone: str = Field("", max_length=50)
+    country: str = Field("", max_length=2, description="ISO 3166 two-letter code, e.g. GB or US.")
+    terms_of_service_url: str = Field("", max_length=2000)
+
+
+class NcmecSettings(_Section):
+    """NCMEC's CyberTipline reporting API (US providers, 18 U.S.C. 2258A)."""
+
+    enabled: bool = Field(False, description="Offer CyberTipline reports and send them.")
+    environment: Literal["test", "production"] = Field(
+        "test", description="NCMEC's test environment until NCMEC approves the integration."
+    )
+    base_url: str = Field("", description="Default: the environment's address at NCMEC.")
+    username: str = Field("", max_length=200)
+    password: str = Field(
+        "", description="Better set as VIGIL_EVIDENCE__NCMEC__PASSWORD or in password_file."
+    )
+    password_file: Path | None = Field(None, description="A file holding only the password.")
+    timeout_seconds: float = Field(60.0, gt=0)
+    retry_base_seconds: float = Field(30.0, gt=0, description="First retry delay; doubles after.")
+    retry_max_seconds: float = Field(3600.0, gt=0)
+    max_attempts: int = Field(12, ge=1, description="Then the report is marked failed.")
+
+    @property
+    def resolved_base_url(self) -> str:
+        return (self.base_url or NCMEC_BASE_URLS[self.environment]).rstrip("/")
+
+    @model_validator(mode="after")
+    def _check(self) -> NcmecSettings:
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url starts with http:// or https://")
+        return self
+
+
+class EvidenceSettings(_Section):
+    """The evidence vault: blocked illegal images kept encrypted, their custody and reports."""
+
+    master_key: str = Field(
+        "",
+        description="Base64 of 32 random bytes. Better: VIGIL_EVIDENCE__MASTER_KEY or a key file.",
+    )
+    master_key_file: Path | None = Field(
+        None,
+        description="A file holding the master key; default: <data folder>/evidence.key, "
+        "made on first use (back it up apart from the data).",
+    )
+    previous_key_files: list[Path] = Field(
+        default_factory=list,
+        description="Old master keys, kept until `vigil evidence rotate-key` re-wraps every item.",
+    )
+    retention_days: int = Field(
+        365, ge=1, description="How long an item is kept unless a legal hold keeps it longer."
+    )
+    purge_interval_minutes: float = Field(
+        60.0, gt=0, description="How often expired, unheld items are purged."
+    )
+    reporter: ReporterSettings = ReporterSettings()
+    ncmec: NcmecSettings = NcmecSettings()
+
+
 class WorkerSettings(_Section):
     embedded: bool = Field(
         True,
@@ -600,6 +676,7 @@ class Settings(BaseSettings):
     lockdown: LockdownSettings = LockdownSettings()
     reports: ReportSettings = ReportSettings()
     paging: PagingSettings = PagingSettings()
+    evidence: EvidenceSettings = EvidenceSettings()
     workers: WorkerSettings = WorkerSettings()
 
     @field_validator("data_dir")

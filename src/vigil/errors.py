@@ -137,3 +137,24 @@ class ScreeningUnavailable(VigilError):
 
     code = "screening_unavailable"
     http_status = 503
+
+
+class EvidenceError(VigilError):
+    """The evidence vault cannot do what was asked."""
+
+    code = "evidence_error"
+    http_status = 409
+
+
+class EvidenceKeyError(EvidenceError):
+    """A master key (or a bundle passphrase) is missing, unreadable or wrong."""
+
+    code = "evidence_key"
+    http_status = 503
+
+
+class EvidenceIntegrityError(EvidenceError):
+    """Evidence fails its integrity check: a file, a wrapped key or the custody log was altered."""
+
+    code = "evidence_integrity"
+    http_status = 409

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from vigil.actions.images import ImageStore
 from vigil.clock import Clock, SystemClock
 from vigil.config import Settings
+from vigil.evidence.vault import Vault
 from vigil.matching.matcher import Matcher
 from vigil.metrics import Metrics
 from vigil.screening import Screener, ScreeningService
@@ -28,6 +29,7 @@ class Runtime:
     screener: Screener
     screening: ScreeningService
     clock: Clock
+    vault: Vault
 
     @classmethod
     def open(
@@ -48,9 +50,19 @@ class Runtime:
         classifiers = ClassifierSuite.from_settings(settings)
         screener = Screener(settings, matcher, classifiers=classifiers)
         clock = clock or SystemClock()
-        screening = ScreeningService(screener, database, images, metrics, clock)
+        vault = Vault(settings)
+        screening = ScreeningService(screener, database, images, metrics, vault, clock)
         return cls(
-            settings, database, matcher, images, metrics, classifiers, screener, screening, clock
+            settings,
+            database,
+            matcher,
+            images,
+            metrics,
+            classifiers,
+            screener,
+            screening,
+            clock,
+            vault,
         )
 
     def close(self) -> None:

@@ -21,7 +21,14 @@ from vigil.actions.submissions import record_screening
 from vigil.actions.uploaders import suspend_uploader
 from vigil.clock import Clock, SystemClock
 from vigil.config import Settings
-from vigil.errors import IdempotencyConflict, IntakeError, ScreeningUnavailable, VigilError
+from vigil.errors import (
+    EvidenceKeyError,
+    IdempotencyConflict,
+    IntakeError,
+    ScreeningUnavailable,
+    VigilError,
+)
+from vigil.evidence.vault import EvidenceCause, SealedFile, Vault, match_records
 from vigil.intake import DecodedImage, open_image
 from vigil.lockdown import control as lockdown
 from vigil.lockdown import signals as site_signals
@@ -141,11 +148,13 @@ class ScreeningService:
         database: Database,
         images: ImageStore,
         metrics: Metrics,
+        vault: Vault,
         clock: Clock | None = None,
     ) -> None:
         self.screener = screener
         self.database = database
         self.images = images
+        self.vault = vault
         self.metrics = metrics
         self.clock = clock or SystemClock()
         self.settings = screener.settings
@@ -202,9 +211,13 @@ class ScreeningService:
             data, uploader, now, uploader_suspended=suspended, conditions=conditions
         )
         submission_id = str(uuid.uuid4())
-        # The file is written first: no row ever points to an image that is not on disk.
+        # Files are written first: no row ever points to an image that is not on disk. A known
+        # illegal image goes only to the evidence vault, encrypted; never to the review images.
         image_path = None
-        if _keeps_image(evaluation.decision):
+        evidence = None
+        if evaluation.matches.blocks:
+            evidence = self._seal_evidence(data)
+        elif _keeps_image(evaluation.decision):
             image_path = self.images.save(submission_id, data)
         try:
             with self.database.session() as session:
@@ -224,19 +237,30 @@ class ScreeningService:
                     now=now,
                     known_illegal=evaluation.matches.blocks,
                 )
+                if evidence is not None:
+                    self.vault.record(
+                        session,
+                        evidence,
+                        submission=submission,
+                        cause=EvidenceCause.BANK_MATCH,
+                        matches=match_records(evaluation.matches.matches),
+                        actor=incidents.SYSTEM_ACTOR,
+                        now=now,
+                    )
                 newly_suspended = self._record_consequences(
                     session, site, uploader, evaluation, submission_id, now
                 )
         except IntegrityError as error:
-            self._discard(image_path)
+            self._discard(image_path, evidence)
             # Two requests with one Idempotency-Key raced; the other one recorded first.
             if idempotency_key:
                 earlier = self._earlier_submission(site, idempotency_key, digest)
                 if earlier is not None:
                     return ScreeningOutcome(earlier, replayed=True)
+            log.exception("the screening could not be recorded")
             raise ScreeningUnavailable("the screening could not be recorded") from error
         except SQLAlchemyError as error:
-            self._discard(image_path)
+            self._discard(image_path, evidence)
             raise ScreeningUnavailable(
                 "the database cannot record screenings right now; hold the image and retry"
             ) from error
@@ -335,9 +359,20 @@ class ScreeningService:
             )
         return earlier
 
-    def _discard(self, image_path: str | None) -> None:
+    def _seal_evidence(self, data: bytes) -> SealedFile:
+        try:
+            return self.vault.seal(data)
+        except EvidenceKeyError as error:
+            # Never publish, never lose: the site holds the image and retries.
+            raise ScreeningUnavailable(
+                f"the evidence vault cannot seal a known illegal image: {error}"
+            ) from error
+
+    def _discard(self, image_path: str | None, evidence: SealedFile | None = None) -> None:
         if image_path:
             self.images.delete(image_path)
+        if evidence is not None:
+            self.vault.discard(evidence)
 
 
 def _keeps_image(decision: Decision) -> bool:

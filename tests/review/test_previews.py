@@ -23,6 +23,7 @@ from tests.review.conftest import (
     signed_in,
 )
 from vigil.review.accounts import UserRole
+from vigil.evidence.vault import find_item_for_submission
 from vigil.runtime import Runtime
 from vigil.store.models import AuditEvent, Exposure, Submission, User
 from vigil.store.types import utcnow
@@ -244,7 +245,9 @@ def test_an_image_a_block_bank_knows_is_never_shown_to_anyone(
         for item in known:
             row = session.get_one(Submission, item)
             assert row.known_illegal
-            assert row.image_path is not None
+            # Kept only sealed in the evidence vault: the review app has no copy to show.
+            assert row.image_path is None
+            assert find_item_for_submission(session, item) is not None
 
     for role in ROLES:
         person = signed_in(runtime, app_client, f"{role.value}-user", role)
@@ -264,8 +267,17 @@ def test_an_image_rejected_as_illegal_is_never_shown_again(
     cass = signed_in(runtime, app_client, "cass", UserRole.CHILD_SAFETY)
     cass.item(item)
     assert cass.preview(item).status_code == 200
+    with runtime.database.session() as session:
+        plain_copy = session.get_one(Submission, item).image_path
+    assert plain_copy is not None and runtime.images.exists(plain_copy)
     assert cass.post(f"/review/items/{item}/decision", decision="illegal").status_code == 303
 
+    # The plain copy is gone; the image is sealed in the vault, where nothing serves it.
+    assert not runtime.images.exists(plain_copy)
+    with runtime.database.session() as session:
+        assert session.get_one(Submission, item).image_path is None
+        evidence = find_item_for_submission(session, item)
+        assert evidence is not None and evidence.cause == "confirmed_illegal"
     people = [cass] + [
         signed_in(runtime, app_client, f"{role.value}-user", role)
         for role in ROLES

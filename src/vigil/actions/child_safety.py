@@ -9,10 +9,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vigil.actions.images import ImageStore
 from vigil.actions.submissions import apply_review_decision
 from vigil.actions.uploaders import suspend_uploader
 from vigil.config import Settings
 from vigil.errors import Conflict
+from vigil.evidence.vault import EvidenceCause, Vault, find_item_for_submission
 from vigil.matching.banks import BankAction
 from vigil.policy import Verdict
 from vigil.policy.decision import CHILD_SAFETY
@@ -29,6 +31,8 @@ class IllegalRejection:
     pdq_hashes_added: int
     sha256_added: int
     uploader_suspended: bool
+    # The plain copy the review app kept, now sealed in the vault: delete it after the commit.
+    released_image: str | None = None
 
 
 def reject_as_illegal(
@@ -36,6 +40,8 @@ def reject_as_illegal(
     submission: Submission,
     site: Site,
     settings: Settings,
+    vault: Vault,
+    images: ImageStore,
     *,
     actor: str,
     note: str | None,
@@ -49,12 +55,13 @@ def reject_as_illegal(
     )
     submission.known_illegal = True
     submission.flags = sorted({*submission.flags, CHILD_SAFETY})
+    released = _preserve(session, submission, vault, images, actor=actor, now=now)
     audit.append(
         session,
         actor,
         "evidence.preserved",
         submission.id,
-        {"sha256": submission.sha256, "image_kept": submission.image_path is not None},
+        {"sha256": submission.sha256, "image_kept": released is not None},
         at=now,
     )
     bank_name = settings.review.illegal_bank
@@ -90,7 +97,41 @@ def reject_as_illegal(
             actor=actor,
             now=now,
         )
-    return IllegalRejection(pdq_added, sha_added, suspended)
+    return IllegalRejection(pdq_added, sha_added, suspended, released)
+
+
+def _preserve(
+    session: Session,
+    submission: Submission,
+    vault: Vault,
+    images: ImageStore,
+    *,
+    actor: str,
+    now: datetime,
+) -> str | None:
+    """Seal the held image into the vault; returns the plain copy to delete once committed.
+
+    An image Vigil never kept (a report on a published image, by id) leaves nothing to seal:
+    its hashes and context stay on the submission.
+    """
+    if submission.image_path is None or find_item_for_submission(session, submission.id):
+        return None
+    try:
+        data = images.read(submission.image_path)
+    except FileNotFoundError:
+        return None
+    sealed = vault.seal(data)
+    vault.record(
+        session,
+        sealed,
+        submission=submission,
+        cause=EvidenceCause.CONFIRMED_ILLEGAL,
+        matches=[reason for reason in submission.reasons if reason.get("code") == "bank_match"],
+        actor=actor,
+        now=now,
+    )
+    released, submission.image_path = submission.image_path, None
+    return released
 
 
 def _local_block_bank(

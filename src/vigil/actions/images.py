@@ -44,6 +44,9 @@ class ImageStore:
             raise ScreeningUnavailable(f"the image store cannot write: {error}") from error
         return relative
 
+    def read(self, relative: str) -> bytes:
+        return (self.root / relative).read_bytes()
+
     def delete(self, relative: str) -> None:
         (self.root / relative).unlink(missing_ok=True)
 

@@ -12,6 +12,7 @@ from vigil.actions.webhooks import enqueue_event
 from vigil.errors import Conflict
 from vigil.intake import DecodedImage
 from vigil.policy import Decision, UploaderContext, Verdict
+from vigil.policy.uploader import EVIDENCE_ONLY_FIELDS
 from vigil.signals.base import HashType, Signals
 from vigil.signals.classifiers import ClassifierReport
 from vigil.store import audit
@@ -21,8 +22,13 @@ REVIEW_NONE, REVIEW_PENDING, REVIEW_DECIDED = "none", "pending", "decided"
 DECIDED_EVENT = "submission.decided"
 
 
-def uploader_record(uploader: UploaderContext) -> dict[str, Any]:
-    record = {key: value for key, value in asdict(uploader).items() if value is not None}
+def uploader_record(uploader: UploaderContext, *, for_evidence: bool = True) -> dict[str, Any]:
+    """The context as stored; without ``for_evidence``, only what screening itself uses."""
+    record = {
+        key: value
+        for key, value in asdict(uploader).items()
+        if value is not None and (for_evidence or key not in EVIDENCE_ONLY_FIELDS)
+    }
     if uploader.account_created_at is not None:
         record["account_created_at"] = uploader.account_created_at.isoformat()
     return record
@@ -57,7 +63,7 @@ def record_screening(
         idempotency_key=idempotency_key,
         uploader_id=uploader.uploader_id,
         ref=uploader.ref,
-        context=uploader_record(uploader),
+        context=uploader_record(uploader, for_evidence=image_path is not None or known_illegal),
         sha256=signals.digests[HashType.SHA256],
         md5=signals.digests[HashType.MD5],
         sha1=signals.digests[HashType.SHA1],

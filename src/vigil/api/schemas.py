@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from ipaddress import ip_address
 from typing import Any, Literal
 
@@ -17,6 +17,22 @@ from vigil.store.models import Bank, Submission
 # Text that is stored: PostgreSQL refuses NUL characters, so they are refused here as bad input.
 NO_NUL = r"^[^\x00]*$"
 _ID_FIELD = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
+
+
+class AccountDetails(BaseModel):
+    """What the site knows of the uploader's account, for reports to the authorities. Kept only
+    with images Vigil keeps (held or blocked), never with allowed ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    screen_name: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    display_name: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    email: str | None = Field(None, max_length=254, pattern=NO_NUL)
+    phone: str | None = Field(None, max_length=50, pattern=NO_NUL)
+    profile_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\x00\s]+$")
+    first_name: str | None = Field(None, max_length=100, pattern=NO_NUL)
+    last_name: str | None = Field(None, max_length=100, pattern=NO_NUL)
+    date_of_birth: date | None = None
 
 
 class UploadContext(BaseModel):
@@ -40,6 +56,17 @@ class UploadContext(BaseModel):
         pattern=NO_NUL,
         description="The site's own id for the post.",
     )
+    port: int | None = Field(
+        None, ge=0, le=65535, description="The uploader's source port (behind NAT, IP and port)."
+    )
+    user_agent: str | None = Field(None, max_length=1000, pattern=NO_NUL)
+    page_url: str | None = Field(
+        None,
+        max_length=2000,
+        pattern=r"^https?://[^\x00\s]+$",
+        description="Where the image was to appear.",
+    )
+    account: AccountDetails | None = None
 
     @field_validator("ip")
     @classmethod
@@ -54,7 +81,17 @@ class UploadContext(BaseModel):
         return value
 
     def to_uploader(self) -> UploaderContext:
-        return UploaderContext(**self.model_dump())
+        fields = self.model_dump(exclude={"account"})
+        account = (
+            {
+                key: str(value)
+                for key, value in self.account.model_dump().items()
+                if value is not None
+            }
+            if self.account is not None
+            else None
+        )
+        return UploaderContext(**fields, account=account or None)
 
 
 class PdqHashOut(BaseModel):

@@ -28,3 +28,13 @@ class UploaderContext:
     ip: str | None = None
     kind: UploadKind | None = None
     ref: str | None = None
+    # Kept only with an image Vigil keeps (held or blocked), for evidence and reports.
+    port: int | None = None
+    user_agent: str | None = None
+    page_url: str | None = None
+    account: dict[str, str] | None = None  # screen_name, email... (see AccountDetails)
+
+
+# Fields of the context kept only with images Vigil keeps: an allowed upload's uploader is not
+# someone Vigil needs to know more about.
+EVIDENCE_ONLY_FIELDS = frozenset({"port", "user_agent", "page_url", "account"})

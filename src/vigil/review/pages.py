@@ -192,6 +192,8 @@ def decide(
             reviewer,
             decision,
             runtime.settings,
+            runtime.vault,
+            runtime.images,
             note=note.strip() or None,
             now=now,
         )

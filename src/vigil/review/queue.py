@@ -11,9 +11,11 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from vigil.actions.child_safety import reject_as_illegal
+from vigil.actions.images import ImageStore
 from vigil.actions.submissions import REVIEW_PENDING, apply_review_decision
 from vigil.config import Settings
 from vigil.errors import Conflict, Forbidden
+from vigil.evidence.vault import Vault
 from vigil.policy import Verdict
 from vigil.policy.decision import CHILD_SAFETY, Priority, for_child_safety
 from vigil.review.accounts import Permission
@@ -172,6 +174,8 @@ def decide(
     reviewer: Reviewer,
     action: ReviewAction,
     settings: Settings,
+    vault: Vault,
+    images: ImageStore,
     *,
     note: str | None,
     now: datetime,
@@ -193,10 +197,18 @@ def decide(
     if action is ReviewAction.ILLEGAL:
         if not reviewer.may(Permission.CHILD_SAFETY):
             raise Forbidden("only the child-safety team rejects an image as illegal; escalate it")
-        reject_as_illegal(
-            session, submission, site, settings, actor=reviewer.actor, note=note, now=now
+        rejection = reject_as_illegal(
+            session,
+            submission,
+            site,
+            settings,
+            vault,
+            images,
+            actor=reviewer.actor,
+            note=note,
+            now=now,
         )
-        return None
+        return rejection.released_image
     verdict = Verdict.ALLOW if action is ReviewAction.APPROVE else Verdict.BLOCK
     return apply_review_decision(
         session, submission, site, verdict, actor=reviewer.actor, note=note, now=now

@@ -483,7 +483,16 @@ class Replay:
             else:
                 action = queue.ReviewAction.REJECT
             released = queue.decide(
-                session, submission, site, reviewer, action, settings, note="replay", now=now
+                session,
+                submission,
+                site,
+                reviewer,
+                action,
+                settings,
+                self._runtime.vault,
+                self._runtime.images,
+                note="replay",
+                now=now,
             )
             if abusive and moderator.clean_up_uploaders and submission.uploader_id:
                 clean_up_uploaders(

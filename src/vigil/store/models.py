@@ -362,3 +362,139 @@ class Page(Base):
     lease_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class EvidenceItem(Base):
+    """An illegal image kept encrypted for the authorities, with what was known when it came.
+
+    The image itself is a file in the vault, encrypted with a key of its own; that key is stored
+    here only wrapped by a master key. Nothing here is ever served as an image.
+    """
+
+    __tablename__ = "evidence_items"
+    __table_args__ = (Index("ix_evidence_items_site_uploader", "site_id", "uploader_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), unique=True)
+    uploader_id: Mapped[str | None] = mapped_column(String(200))
+    # bank_match: a block bank knew it; confirmed_illegal: a child-safety reviewer said so.
+    cause: Mapped[str] = mapped_column(String(20))
+    # The encrypted file, relative to the vault; NULL once purged.
+    file_path: Mapped[str | None] = mapped_column(String(500))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    wrapped_key: Mapped[str | None] = mapped_column(String(200))
+    ciphertext_sha256: Mapped[str] = mapped_column(String(64))
+    byte_size: Mapped[int] = mapped_column(Integer)
+    image_format: Mapped[str] = mapped_column(String(10))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    md5: Mapped[str] = mapped_column(String(32))
+    sha1: Mapped[str] = mapped_column(String(40))
+    pdq: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
+    # The bank entries it matched: bank, hash type, the entry, distance, frame.
+    matches: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
+    # What the site said about the upload: uploader, IP and port, user agent, account details.
+    capture: Mapped[dict[str, Any]]
+    # The image's EXIF metadata as received (the image bytes are never altered).
+    exif: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+    preserved_at: Mapped[datetime]
+    preserved_by: Mapped[str] = mapped_column(String(200))
+    retain_until: Mapped[datetime] = mapped_column(index=True)
+    purged_at: Mapped[datetime | None]
+
+
+class CustodyEntry(Base):
+    """One action on evidence, chained to the entry before it by its hash.
+
+    ``id`` is the position in the chain (1, 2, 3...): a gap means an entry was deleted. The
+    database refuses updates and deletes (see the migration's triggers).
+    """
+
+    __tablename__ = "custody_log"
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=False)
+    item_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    action: Mapped[str] = mapped_column(String(30))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime]
+    details: Mapped[dict[str, Any]]
+    previous_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class CustodyHead(Base):
+    """The chain's last entry: locked to append, and compared by ``vigil evidence verify`` so
+    entries cut off the end are noticed too."""
+
+    __tablename__ = "custody_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class LegalHold(Base):
+    """A case that needs items kept beyond their retention: until it is released."""
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    case_name: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(200))
+    placed_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]
+    released_by: Mapped[str | None] = mapped_column(String(200))
+    release_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class LegalHoldItem(Base):
+    __tablename__ = "legal_hold_items"
+
+    hold_id: Mapped[int] = mapped_column(
+        ForeignKey("legal_holds.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[str] = mapped_column(ForeignKey("evidence_items.id"), primary_key=True)
+
+
+class AuthorityReport(Base):
+    """A report to an authority covering one uploader's items: NCMEC's CyberTipline (sent by
+    Vigil, with retries), or a package for the NCA or the police (written for a person to send).
+    """
+
+    __tablename__ = "authority_reports"
+    __table_args__ = (Index("ix_authority_reports_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    uploader_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    authority: Mapped[str] = mapped_column(String(10))  # ncmec, nca, police
+    # pending (to send), sent, failed; prepared for a package a person sends.
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    environment: Mapped[str | None] = mapped_column(String(20))
+    # The authority's id for the report (NCMEC's report id), once it gave one.
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    # What was (or will be) sent, exactly: the report XML, the package JSON.
+    payload: Mapped[str] = mapped_column(Text)
+    # Where a multi-step submission got to, so a retry resumes instead of starting again.
+    progress: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuthorityReportItem(Base):
+    __tablename__ = "authority_report_items"
+
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("authority_reports.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[str] = mapped_column(ForeignKey("evidence_items.id"), primary_key=True)
+    # The authority's id for the uploaded file (NCMEC's fileId).
+    external_file_id: Mapped[str | None] = mapped_column(String(100))

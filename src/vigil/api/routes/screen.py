@@ -49,7 +49,8 @@ def screen(
     context: Annotated[
         str | None,
         Form(
-            description="JSON object: uploader_id, account_created_at, trust_level, ip, kind, ref."
+            description="JSON object: uploader_id, account_created_at, trust_level, ip, port, "
+            "user_agent, kind, ref, page_url, account {screen_name, email...}."
         ),
     ] = None,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
