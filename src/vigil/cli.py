@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vigil import __version__
 from vigil.calibrate import LabelReport
-from vigil.commands import incident_app, lockdown_app
+from vigil.commands import evidence_app, incident_app, lockdown_app
 from vigil.commands.common import ConfigFile, DataDir, console, errors
 from vigil.commands.common import actor as _actor
 from vigil.commands.common import open_database as _database
@@ -58,6 +58,7 @@ app.add_typer(key_app, name="key")
 app.add_typer(user_app, name="user")
 app.add_typer(site_app, name="site")
 app.add_typer(bank_app, name="bank")
+app.add_typer(evidence_app, name="evidence")
 app.add_typer(lockdown_app, name="lockdown")
 app.add_typer(incident_app, name="incident")
 app.command("simulate")(simulate)

@@ -32,7 +32,7 @@ from vigil.evidence.capture import capture_record, read_exif
 from vigil.evidence.crypto import Keyring, MasterKey, SealedImage, open_sealed, seal
 from vigil.evidence.custody import CustodyAction
 from vigil.matching.banks import Match
-from vigil.review.accounts import Permission, UserRole
+from vigil.roles import Permission, UserRole
 from vigil.store import audit
 from vigil.store.models import EvidenceItem, Submission
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 import pyotp
 from argon2 import PasswordHasher
@@ -15,6 +14,8 @@ from sqlalchemy.orm import Session
 from vigil.config import ReviewSettings
 from vigil.errors import InvalidRequest, Unauthenticated
 from vigil.names import validate_name
+from vigil.roles import Permission as Permission  # re-exported: the app imports both from here
+from vigil.roles import UserRole as UserRole
 from vigil.store import audit
 from vigil.store import users as user_store
 from vigil.store.database import Database
@@ -25,35 +26,6 @@ MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte "password" 
 TOTP_ISSUER = "Vigil"
 BOOTSTRAP_USER = "admin"
 
-
-class Permission(StrEnum):
-    VIEW = "view"  # the queue's metadata, the status page, the audit log
-    REVIEW = "review"  # claim, reveal and decide ordinary held images; clean up an uploader
-    CHILD_SAFETY = "child_safety"  # items that may show a child; reject as illegal
-    LOCKDOWN = "lockdown"  # set and clear a site's lockdown level by hand
-    ADMIN = "admin"  # reserved for managing the app itself
-
-
-class UserRole(StrEnum):
-    VIEWER = "viewer"
-    MODERATOR = "moderator"
-    CHILD_SAFETY = "child_safety"
-    ADMIN = "admin"
-
-    @property
-    def permissions(self) -> frozenset[Permission]:
-        return _PERMISSIONS[self]
-
-    def may(self, permission: Permission) -> bool:
-        return permission in _PERMISSIONS[self]
-
-
-_PERMISSIONS = {
-    UserRole.VIEWER: frozenset({Permission.VIEW}),
-    UserRole.MODERATOR: frozenset({Permission.VIEW, Permission.REVIEW}),
-    UserRole.CHILD_SAFETY: frozenset({Permission.VIEW, Permission.REVIEW, Permission.CHILD_SAFETY}),
-    UserRole.ADMIN: frozenset(Permission),
-}
 
 _hasher = PasswordHasher()
 # Checked when a name is unknown, so a wrong name takes as long as a wrong password.

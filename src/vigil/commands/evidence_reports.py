@@ -1,0 +1,7 @@
+"""``vigil evidence report``: reports to NCMEC's CyberTipline. (Being written.)"""
+
+from __future__ import annotations
+
+from vigil.commands.evidence import evidence_app
+
+__all__ = ["evidence_app"]

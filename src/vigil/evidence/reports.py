@@ -1,0 +1,155 @@
+"""Reports to the authorities, one per uploader: which items still need one, and the report rows.
+
+A report covers every item of one uploader on one site that no earlier report to the same
+authority covered (NCMEC asks for one report per incident and person, not one per image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vigil.evidence import custody
+from vigil.evidence.custody import CustodyAction
+from vigil.store import audit
+from vigil.store.models import AuthorityReport, AuthorityReportItem, EvidenceItem
+
+
+class Authority(StrEnum):
+    NCMEC = "ncmec"  # the US CyberTipline, sent by Vigil through NCMEC's API
+    NCA = "nca"  # the UK National Crime Agency: a package a person submits
+    POLICE = "police"  # a bundle for an investigating force (vigil evidence export)
+
+
+class ReportStatus(StrEnum):
+    PENDING = "pending"  # to be sent (retried until sent or failed)
+    SENT = "sent"
+    FAILED = "failed"  # gave up: a person must look (and may queue it again)
+    PREPARED = "prepared"  # a package written for a person to submit
+
+
+# A report in one of these states covers its items: they are no longer pending for that authority.
+COVERING = (ReportStatus.PENDING, ReportStatus.SENT, ReportStatus.PREPARED)
+
+
+@dataclass(frozen=True)
+class PendingUploader:
+    """An uploader with items no report to an authority covers yet."""
+
+    site_id: int
+    uploader_id: str | None
+    items: Sequence[EvidenceItem]
+
+    @property
+    def first_received(self) -> datetime:
+        return min(item.received_at for item in self.items)
+
+
+def pending_by_uploader(
+    session: Session, authority: Authority, site_id: int | None = None
+) -> list[PendingUploader]:
+    """Unpurged items not yet covered by a report to ``authority``, grouped per uploader,
+    oldest first."""
+    covered = (
+        select(AuthorityReportItem.item_id)
+        .join(AuthorityReport, AuthorityReport.id == AuthorityReportItem.report_id)
+        .where(
+            AuthorityReport.authority == authority.value,
+            AuthorityReport.status.in_([status.value for status in COVERING]),
+        )
+    )
+    query = select(EvidenceItem).where(
+        EvidenceItem.purged_at.is_(None), EvidenceItem.id.not_in(covered)
+    )
+    if site_id is not None:
+        query = query.where(EvidenceItem.site_id == site_id)
+    groups: dict[tuple[int, str | None], list[EvidenceItem]] = {}
+    for item in session.scalars(query.order_by(EvidenceItem.received_at, EvidenceItem.id)):
+        groups.setdefault((item.site_id, item.uploader_id), []).append(item)
+    return [PendingUploader(site, uploader, items) for (site, uploader), items in groups.items()]
+
+
+def pending_for(
+    session: Session, authority: Authority, site_id: int, uploader_id: str | None
+) -> list[EvidenceItem]:
+    """One uploader's items still needing a report to ``authority``."""
+    for group in pending_by_uploader(session, authority, site_id):
+        if group.uploader_id == uploader_id:
+            return list(group.items)
+    return []
+
+
+def create_report(
+    session: Session,
+    *,
+    authority: Authority,
+    site_id: int,
+    uploader_id: str | None,
+    items: Sequence[EvidenceItem],
+    payload: str,
+    status: ReportStatus,
+    actor: str,
+    now: datetime,
+    environment: str | None = None,
+) -> AuthorityReport:
+    """The report row, its items, a custody entry per item and an audit entry."""
+    report = AuthorityReport(
+        site_id=site_id,
+        uploader_id=uploader_id,
+        authority=authority.value,
+        status=status.value,
+        environment=environment,
+        payload=payload,
+        progress={},
+        created_by=actor,
+        created_at=now,
+        attempts=0,
+        next_attempt_at=now,
+    )
+    session.add(report)
+    session.flush()
+    for item in items:
+        session.add(AuthorityReportItem(report_id=report.id, item_id=item.id))
+        custody.append(
+            session,
+            item.id,
+            CustodyAction.REPORTED,
+            actor,
+            {"report": report.id, "authority": authority.value, "status": status.value},
+            now,
+        )
+    audit.append(
+        session,
+        actor,
+        f"report.{authority.value}.{status.value}",
+        str(report.id),
+        {"uploader_id": uploader_id, "items": [item.id for item in items]},
+        at=now,
+    )
+    session.flush()
+    return report
+
+
+def reports(
+    session: Session, authority: Authority | None = None, *, limit: int = 200
+) -> Sequence[AuthorityReport]:
+    query = select(AuthorityReport).order_by(AuthorityReport.created_at.desc()).limit(limit)
+    if authority is not None:
+        query = query.where(AuthorityReport.authority == authority.value)
+    return session.scalars(query).all()
+
+
+def report_items(session: Session, report_id: int) -> list[EvidenceItem]:
+    return list(
+        session.scalars(
+            select(EvidenceItem)
+            .join(AuthorityReportItem, AuthorityReportItem.item_id == EvidenceItem.id)
+            .where(AuthorityReportItem.report_id == report_id)
+            .order_by(EvidenceItem.received_at, EvidenceItem.id)
+        )
+    )
