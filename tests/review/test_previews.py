@@ -22,8 +22,8 @@ from tests.review.conftest import (
     held_upload,
     signed_in,
 )
-from vigil.review.accounts import UserRole
 from vigil.evidence.vault import find_item_for_submission
+from vigil.review.accounts import UserRole
 from vigil.runtime import Runtime
 from vigil.store.models import AuditEvent, Exposure, Submission, User
 from vigil.store.types import utcnow
