@@ -13,13 +13,14 @@ def test_a_blocked_known_image_is_sealed_with_its_circumstances(vault_site: Vaul
 
     blob = vault_site.runtime.vault.read_blob(item)
     original = known_image(1)
-    assert original not in blob and hashlib.sha256(blob).hexdigest() == item.ciphertext_sha256
+    assert original not in blob
+    assert hashlib.sha256(blob).hexdigest() == item.ciphertext_sha256
     assert vault_site.runtime.vault.open_image(item) == original
     assert (item.sha256, item.md5) == (
         hashlib.sha256(original).hexdigest(),
         hashlib.md5(original).hexdigest(),
     )
-    assert item.capture["ip"] == "203.0.113.7" and item.capture["port"] == 51234
+    assert (item.capture["ip"], item.capture["port"]) == ("203.0.113.7", 51234)
     assert item.capture["user_agent"] == "Mozilla/5.0 (stand-in)"
     assert item.capture["account"]["email"] == "attacker-1@example.test"
     assert item.exif["Image.Make"] == "Stand-in Camera Co"

@@ -269,7 +269,8 @@ def test_an_image_rejected_as_illegal_is_never_shown_again(
     assert cass.preview(item).status_code == 200
     with runtime.database.session() as session:
         plain_copy = session.get_one(Submission, item).image_path
-    assert plain_copy is not None and runtime.images.exists(plain_copy)
+    assert plain_copy is not None
+    assert runtime.images.exists(plain_copy)
     assert cass.post(f"/review/items/{item}/decision", decision="illegal").status_code == 303
 
     # The plain copy is gone; the image is sealed in the vault, where nothing serves it.
@@ -277,7 +278,8 @@ def test_an_image_rejected_as_illegal_is_never_shown_again(
     with runtime.database.session() as session:
         assert session.get_one(Submission, item).image_path is None
         evidence = find_item_for_submission(session, item)
-        assert evidence is not None and evidence.cause == "confirmed_illegal"
+        assert evidence is not None
+        assert evidence.cause == "confirmed_illegal"
     people = [cass] + [
         signed_in(runtime, app_client, f"{role.value}-user", role)
         for role in ROLES
