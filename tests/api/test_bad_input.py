@@ -105,6 +105,15 @@ def test_bad_images_are_refused_with_a_clear_400(
         # PostgreSQL cannot store a NUL character: refused as bad input, not a 503 to retry.
         ('{"uploader_id": "u\\u00001"}', "uploader_id"),
         ('{"ref": "post\\u0000"}', "ref"),
+        ('{"port": 70000}', "port"),
+        ('{"port": "eighty"}', "port"),
+        ('{"user_agent": "' + "x" * 1001 + '"}', "user_agent"),
+        ('{"page_url": "javascript:alert(1)"}', "page_url"),
+        ('{"page_url": "https://a.test/with space"}', "page_url"),
+        ('{"account": {"screen_name": "ok", "password": "typo"}}', "account.password"),
+        ('{"account": {"email": "x\\u0000@y"}}', "account.email"),
+        ('{"account": {"date_of_birth": "last year"}}', "account.date_of_birth"),
+        ('{"account": "sunny42"}', "account"),
     ],
 )
 def test_a_bad_context_gets_a_422_naming_the_problem(

@@ -348,3 +348,45 @@ def test_a_site_sees_only_its_own_submissions(
         json.loads(client.get("/v1/submissions/nope", headers=admin_headers).text)["error"]["code"]
         == "not_found"
     )
+
+
+EVIDENCE_CONTEXT = {
+    "uploader_id": "u77",
+    "trust_level": "new",
+    "ip": "2001:db8::7",
+    "port": 443,
+    "user_agent": "Stand-in Browser/1.0",
+    "page_url": "https://forum.example.test/t/1",
+    "account": {"screen_name": "sunny", "email": "sunny@example.test", "date_of_birth": "1990-05-01"},
+}
+
+
+def test_evidence_details_are_kept_only_with_images_vigil_keeps(
+    make_settings: Callable[..., Settings], make_runtime: Callable[[Settings], Runtime]
+) -> None:
+    from vigil.api import create_app
+    from vigil.runtime import ensure_bootstrap_key
+    from vigil.store.models import Submission
+
+    runtime = make_runtime(make_settings(policy={"hold_new_uploaders": True}))
+    headers = {"Authorization": f"Bearer {ensure_bootstrap_key(runtime.database)}"}
+    image = encode(make_photo(seed=77), "JPEG")
+    trusted = {**EVIDENCE_CONTEXT, "uploader_id": "u78", "trust_level": "trusted"}
+    with TestClient(create_app(runtime)) as client:
+        held = screen(client, headers, image, EVIDENCE_CONTEXT).json()
+        allowed = screen(client, headers, image, trusted).json()
+
+    assert (held["decision"], allowed["decision"]) == ("hold", "allow")
+    with runtime.database.session() as session:
+        kept = session.get_one(Submission, held["submission_id"]).context
+        minimal = session.get_one(Submission, allowed["submission_id"]).context
+    assert kept["port"] == 443
+    assert kept["user_agent"] == "Stand-in Browser/1.0"
+    assert kept["account"] == {
+        "screen_name": "sunny",
+        "email": "sunny@example.test",
+        "date_of_birth": "1990-05-01",
+    }
+    assert kept["page_url"] == "https://forum.example.test/t/1"
+    # An allowed upload's uploader keeps only what screening uses.
+    assert minimal == {"uploader_id": "u78", "trust_level": "trusted", "ip": "2001:db8::7"}

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import stat
+from pathlib import Path
 
-from tests.evidence.conftest import VaultSite, known_image
+import pytest
+from sqlalchemy import func, select
+
+from tests.evidence.conftest import VaultSite, known_image, open_vault_site
+from vigil.errors import EvidenceIntegrityError, ScreeningUnavailable
 from vigil.evidence import custody
+from vigil.policy import UploaderContext
+from vigil.store.models import EvidenceItem, Submission
 
 
 def test_a_blocked_known_image_is_sealed_with_its_circumstances(vault_site: VaultSite) -> None:
@@ -29,3 +37,60 @@ def test_a_blocked_known_image_is_sealed_with_its_circumstances(vault_site: Vaul
         entries = custody.entries_for(session, item.id)
         assert [entry.action for entry in entries] == ["stored"]
         assert list(custody.check_chain(session)) == []
+
+
+def test_without_its_master_key_a_known_image_gets_a_503_and_others_are_still_screened(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nowhere" / "evidence.key"
+    site = open_vault_site(tmp_path / "data", None, evidence={"master_key_file": str(missing)})
+    try:
+        with pytest.raises(ScreeningUnavailable, match="evidence vault"):
+            site.preserve(5)
+        unrelated = site.runtime.screening.screen(
+            site.site,
+            known_image(6),
+            UploaderContext(uploader_id="member"),
+            idempotency_key=None,
+            actor="test",
+        )
+        assert unrelated.submission.decision == "allow"
+        with site.runtime.database.session() as session:
+            assert session.scalar(select(func.count()).select_from(EvidenceItem)) == 0
+            # Nothing about the refused upload was recorded: the site retries it.
+            assert session.scalar(select(func.count()).select_from(Submission)) == 1
+    finally:
+        site.runtime.close()
+
+
+def test_a_key_file_that_holds_no_key_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    bad = tmp_path / "evidence.key"
+    bad.write_text("not a key\n")
+    site = open_vault_site(tmp_path / "data", None, evidence={"master_key_file": str(bad)})
+    try:
+        with pytest.raises(ScreeningUnavailable, match="does not hold a master key"):
+            site.preserve(7)
+    finally:
+        site.runtime.close()
+
+
+def test_the_default_master_key_is_made_once_and_readable_by_its_owner_only(
+    sqlite_vault_site: VaultSite,
+) -> None:
+    sqlite_vault_site.preserve(8)
+    key_file = sqlite_vault_site.settings.data_dir / "evidence.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    first = key_file.read_text()
+    sqlite_vault_site.preserve(9)
+    assert key_file.read_text() == first
+
+
+def test_a_sealed_file_renamed_to_another_item_does_not_open(sqlite_vault_site: VaultSite) -> None:
+    first = sqlite_vault_site.preserve(10)
+    second = sqlite_vault_site.preserve(11)
+    vault = sqlite_vault_site.runtime.vault
+    assert first.file_path is not None
+    assert second.file_path is not None
+    (vault.files.root / second.file_path).write_bytes(vault.read_blob(first))
+    with pytest.raises(EvidenceIntegrityError, match="authentication tag"):
+        vault.open_image(second)
