@@ -23,6 +23,7 @@ from tests.api.conftest import (
 )
 from tests.images import animated_gif, encode, make_photo
 from vigil.config import Settings
+from vigil.evidence.vault import find_item_for_submission
 from vigil.runtime import Runtime
 from vigil.store.sites import Role
 
@@ -237,7 +238,7 @@ def test_a_rejected_held_image_becomes_blocked_and_stays_stored(
     assert has_stored_copy(runtime, held["submission_id"])
 
 
-def test_a_blocked_image_is_kept_aside_but_not_offered_for_review(
+def test_a_known_image_is_sealed_as_evidence_and_not_offered_for_review(
     client: TestClient, admin_headers: dict[str, str], stand_in: bytes, runtime: Runtime
 ) -> None:
     create_bank(client, admin_headers, "known", "pdq", "block")
@@ -250,7 +251,12 @@ def test_a_blocked_image_is_kept_aside_but_not_offered_for_review(
         json={"decision": "allow"},
     )
 
-    assert has_stored_copy(runtime, blocked["submission_id"])
+    # Sealed in the vault, never a plain copy the review app could show.
+    assert not has_stored_copy(runtime, blocked["submission_id"])
+    with runtime.database.session() as session:
+        item = find_item_for_submission(session, blocked["submission_id"])
+        assert item is not None
+    assert runtime.vault.open_image(item) == stand_in
     assert decision.status_code == 409
 
 
@@ -357,7 +363,11 @@ EVIDENCE_CONTEXT = {
     "port": 443,
     "user_agent": "Stand-in Browser/1.0",
     "page_url": "https://forum.example.test/t/1",
-    "account": {"screen_name": "sunny", "email": "sunny@example.test", "date_of_birth": "1990-05-01"},
+    "account": {
+        "screen_name": "sunny",
+        "email": "sunny@example.test",
+        "date_of_birth": "1990-05-01",
+    },
 }
 
 

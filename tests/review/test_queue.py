@@ -24,6 +24,7 @@ from tests.review.conftest import (
 )
 from vigil.actions.images import ImageStore
 from vigil.actions.webhooks import verify_signature
+from vigil.evidence.vault import find_item_for_submission
 from vigil.policy.decision import CHILD_SAFETY, Priority
 from vigil.review import queue
 from vigil.review.accounts import UserRole
@@ -481,8 +482,11 @@ def test_rejecting_as_illegal_blocks_it_and_its_copies_for_good_and_suspends_the
         "decided",
         True,
     )
-    assert decided.image_path is not None
-    assert has_file(runtime, item), "the image is kept as evidence"
+    # Kept as evidence: sealed in the vault, and the review app's plain copy is gone.
+    assert decided.image_path is None
+    assert not has_file(runtime, item)
+    with runtime.database.session() as session:
+        assert find_item_for_submission(session, item) is not None
     actions = audit_actions(runtime, item)
     assert ("user:cass", "submission.decided") in actions
     assert ("user:cass", "evidence.preserved") in actions

@@ -13,8 +13,10 @@ from vigil import __version__, review
 from vigil.api.errors import install_error_handlers
 from vigil.api.limits import BodySizeLimit
 from vigil.api.routes import banks, health, lockdown, reports, screen, sites, submissions
+from vigil.evidence.retention import PurgeJob
 from vigil.lockdown.monitor import LockdownMonitor
 from vigil.runtime import Runtime
+from vigil.workers.authority_reports import CyberTiplineSender
 from vigil.workers.embedded import EmbeddedWorker
 from vigil.workers.pages import PageDeliverer
 from vigil.workers.webhooks import WebhookDeliverer
@@ -37,8 +39,20 @@ def create_app(runtime: Runtime) -> FastAPI:
             deliverer = WebhookDeliverer(runtime.database, settings.webhooks, runtime.metrics)
             pager = PageDeliverer(runtime.database, settings, runtime.clock, runtime.metrics)
             monitor = LockdownMonitor(runtime.database, settings, runtime.clock)
+            purger = PurgeJob(runtime.database, runtime.vault, settings, runtime.clock)
+            ncmec = (
+                CyberTiplineSender(runtime.database, settings, runtime.vault, runtime.clock)
+                if settings.evidence.ncmec.enabled
+                else None
+            )
             worker = EmbeddedWorker(
-                [deliverer.deliver_due, pager.deliver_due, monitor.tick_if_due],
+                [
+                    deliverer.deliver_due,
+                    pager.deliver_due,
+                    monitor.tick_if_due,
+                    purger.run_if_due,
+                    *([ncmec.send_due] if ncmec is not None else []),
+                ],
                 settings.webhooks.poll_seconds,
             )
             worker.start()
@@ -50,6 +64,8 @@ def create_app(runtime: Runtime) -> FastAPI:
                 worker.stop()
                 deliverer.close()
                 pager.close()
+                if ncmec is not None:
+                    ncmec.close()
 
     app = FastAPI(
         title="Vigil",

@@ -43,7 +43,11 @@ def read_exif(data: bytes) -> dict[str, Any]:
                 for ifd_name, ifd in _IFDS.items():
                     names = ExifTags.GPSTAGS if ifd is ExifTags.IFD.GPSInfo else ExifTags.TAGS
                     try:
-                        _add_tags(tags, ifd_name, dict(exif.get_ifd(ifd)), names)
+                        values = dict(exif.get_ifd(ifd))
+                    except KeyError:
+                        continue  # the image has no such section
+                    try:
+                        _add_tags(tags, ifd_name, values, names)
                     except Exception as error:
                         tags[f"{ifd_name}.unreadable"] = str(error)[:200]
                 return tags

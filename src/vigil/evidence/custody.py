@@ -186,12 +186,16 @@ def check_chain(
             if expect_head and entry.id == expect_head[0]:
                 seen[entry.id] = entry.entry_hash
     stored_id, stored_hash = head(session)
-    if (stored_id, stored_hash) != (last_id, previous):
+    if stored_id != last_id:
         yield ChainProblem(
             None,
             None,
             f"the head row says the chain ends at entry {stored_id}, but it ends at {last_id} "
             "(entries cut off the end, or the head was altered)",
+        )
+    elif stored_hash != previous:
+        yield ChainProblem(
+            None, None, f"the head row's hash is not entry {last_id}'s: the head was altered"
         )
     if expect_head is not None:
         noted_id, noted_hash = expect_head

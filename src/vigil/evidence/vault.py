@@ -220,7 +220,7 @@ class Vault:
             accessor,
             action=CustodyAction.EXPORTED,
             now=now,
-            details={"purpose": purpose, "decrypted": True, **(details or {})},
+            details={**(details or {}), "purpose": purpose, "decrypted": True},
         )
         return plaintext
 

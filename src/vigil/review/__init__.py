@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vigil.review import lockdown, login, pages
+from vigil.review import evidence, lockdown, login, pages
 from vigil.review.web import PREFIX, SECURITY_HEADERS, LoginRequired, login_redirect, render
 
 __all__ = ["PREFIX", "error_page", "install"]
@@ -48,6 +48,7 @@ def install(app: FastAPI) -> None:
     app.include_router(login.router)
     app.include_router(pages.router)
     app.include_router(lockdown.router)
+    app.include_router(evidence.router)
     app.add_middleware(_SecurityHeaders)
 
 

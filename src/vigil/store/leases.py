@@ -1,8 +1,8 @@
 """Leased outboxes: rows written with the change they announce, delivered (and retried) later.
 
-Webhooks to sites and pages to on-call staff work the same way. Several workers (or API
-processes) may poll one outbox: a row is *leased* by an atomic conditional update, so one
-delivery attempt runs at a time, and a crashed worker's lease simply expires.
+Webhooks to sites, pages to on-call staff and reports to NCMEC work the same way. Several
+workers (or API processes) may poll one outbox: a row is *leased* by an atomic conditional
+update, so one delivery attempt runs at a time, and a crashed worker's lease simply expires.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import TypeVar
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from vigil.store.models import Page, WebhookDelivery
+from vigil.store.models import AuthorityReport, Page, WebhookDelivery
 
 PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
 
-Row = TypeVar("Row", WebhookDelivery, Page)
+Row = TypeVar("Row", WebhookDelivery, Page, AuthorityReport)
 
 
 def due_ids(session: Session, model: type[Row], now: datetime, limit: int) -> Sequence[int]:

@@ -1,0 +1,376 @@
+"""Send queued CyberTipline reports to NCMEC, resuming an interrupted send where it stopped.
+
+A report goes out in steps: ``/submit`` opens it at NCMEC, each image is uploaded and described
+(``/upload``, ``/fileinfo``), and ``/finish`` files it. NCMEC has no idempotency key: every
+submit opens a new report. So after each step the row's ``progress`` is committed on its own,
+and a later attempt carries on with the same NCMEC report instead of opening a second one.
+
+Two cases start over instead, retracting the open report first: NCMEC deletes an unfinished
+report an hour after its last change, and an upload whose outcome is unknown (no answer, or the
+file arrived altered) may have left a file in the report that must not stay there.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
+
+from sqlalchemy import update
+
+from vigil.clock import Clock
+from vigil.config import Settings
+from vigil.errors import VigilError
+from vigil.evidence import custody
+from vigil.evidence.custody import CustodyAction
+from vigil.evidence.cybertipline import (
+    FILE_NOT_FOUND,
+    REPORT_NOT_FOUND,
+    CyberTipline,
+    CyberTiplineError,
+    Retracted,
+    UploadAltered,
+)
+from vigil.evidence.ncmec import (
+    NcmecNotConfigured,
+    file_details_xml,
+    media_type,
+    original_file_name,
+    require_ready,
+)
+from vigil.evidence.reports import Authority, ReportStatus, report_items
+from vigil.evidence.vault import Vault
+from vigil.store import audit, leases
+from vigil.store.database import Database
+from vigil.store.models import AuthorityReport, AuthorityReportItem, EvidenceItem
+from vigil.workers.retry import next_attempt_at
+
+log = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "vigil"
+UPLOAD_PURPOSE = "ncmec upload"
+# NCMEC deletes an unfinished report 1 h after its last change (or 24 h after it was opened,
+# whichever is later); the margin keeps a resumed send clear of that edge.
+OPEN_REPORT_LIFETIME = timedelta(hours=1)
+_LIFETIME_MARGIN = timedelta(minutes=10)
+_LEASE_SLACK_SECONDS = 60.0
+# 18 U.S.C. 2258A(h) as amended by the REPORT Act: what was reported is preserved for a year
+# after the report, whatever the retention setting says.
+PRESERVE_AFTER_REPORT_DAYS = 365
+
+
+@dataclass
+class _Job:
+    report_id: int
+    attempts_before: int
+    payload: str
+    environment: str | None
+    progress: dict[str, Any]
+    items: list[EvidenceItem]
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What one attempt did: ``status`` is sent, pending (to be retried) or failed."""
+
+    report_id: int
+    status: str
+    ncmec_report_id: str | None
+    error: str | None
+
+
+class _Restart(CyberTiplineError):
+    """The open NCMEC report cannot be completed: retract it and submit afresh next time."""
+
+
+class CyberTiplineSender:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        vault: Vault,
+        clock: Clock,
+        *,
+        client: CyberTipline | None = None,
+    ) -> None:
+        self._database = database
+        self._settings = settings
+        self._ncmec = settings.evidence.ncmec
+        self._vault = vault
+        self._clock = clock
+        self._client = client or CyberTipline(self._ncmec)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def send_due(self, limit: int = 10) -> int:
+        """Attempt every NCMEC report that is due; returns how many were attempted."""
+        return len(self.send_due_reports(limit))
+
+    def send_due_reports(self, limit: int = 10) -> list[SendOutcome]:
+        now = self._clock.now()
+        with self._database.session() as session:
+            due = leases.due_ids(session, AuthorityReport, now, limit)
+        outcomes = []
+        for report_id in due:
+            job = self._claim(report_id, now)
+            if job is not None:
+                # No transaction is open while NCMEC is called: a slow answer blocks no one.
+                outcomes.append(self._attempt(job))
+        return outcomes
+
+    def _claim(self, report_id: int, now: datetime) -> _Job | None:
+        with self._database.session() as session:
+            report = leases.claim(session, AuthorityReport, report_id, now, self._lease(1))
+            if report is None:
+                return None
+            if report.authority != Authority.NCMEC:
+                leases.record_failure(
+                    session, AuthorityReport, report.id, "Vigil sends only NCMEC reports", None
+                )
+                return None
+            items = report_items(session, report.id)
+            # Long enough for every call this attempt may make, each bounded by the timeout.
+            session.execute(
+                update(AuthorityReport)
+                .where(AuthorityReport.id == report.id)
+                .values(lease_until=now + self._lease(len(items)))
+            )
+            return _Job(
+                report.id,
+                report.attempts,
+                report.payload,
+                report.environment,
+                copy.deepcopy(report.progress or {}),
+                items,
+            )
+
+    def _lease(self, files: int) -> timedelta:
+        calls = 2 * files + 3  # retract, submit, upload and fileinfo per file, finish
+        return timedelta(seconds=calls * self._ncmec.timeout_seconds + _LEASE_SLACK_SECONDS)
+
+    def _attempt(self, job: _Job) -> SendOutcome:
+        try:
+            ncmec_id = self._send(job)
+        except CyberTiplineError as error:
+            return self._fail(job, error.message, retryable=error.retryable)
+        except VigilError as error:  # settings, or evidence failing its integrity check
+            return self._fail(job, error.message, retryable=False)
+        except Exception as error:  # a bug must not leave the report leased and silent
+            log.exception("NCMEC report %d: the send failed unexpectedly", job.report_id)
+            return self._fail(job, f"{type(error).__name__}: {error}", retryable=True)
+        self._settle(job, ncmec_id)
+        return SendOutcome(job.report_id, ReportStatus.SENT.value, ncmec_id, None)
+
+    # --- the sequence ---------------------------------------------------------------------------
+
+    def _send(self, job: _Job) -> str:
+        """Runs (or resumes) the sequence; NCMEC's id for the filed report."""
+        require_ready(self._ncmec, self._settings.evidence.reporter.email)
+        if job.environment is not None and job.environment != self._ncmec.environment:
+            raise NcmecNotConfigured(
+                f"queued for NCMEC's {job.environment} environment, but Vigil now reports to "
+                f"{self._ncmec.environment}: queue the report again"
+            )
+        progress = job.progress
+        ncmec_id: str | None = progress.get("report_id")
+        if ncmec_id and not progress.get("finished") and self._must_start_over(progress):
+            if self._client.retract(ncmec_id) is Retracted.FINISHED:
+                progress["finished"] = True  # an earlier attempt filed it after all
+                return ncmec_id
+            abandoned = [*progress.get("abandoned", []), self._abandoned(progress)]
+            job.progress = progress = {"abandoned": abandoned}
+            self._checkpoint(job)
+            ncmec_id = None
+        if ncmec_id is None:
+            ncmec_id = self._client.submit(job.payload)
+            now = self._clock.now().isoformat()
+            progress.update(report_id=ncmec_id, opened_at=now, last_change_at=now, files={})
+            self._checkpoint(job)
+        if progress.get("finished"):
+            return ncmec_id
+        try:
+            for item in job.items:
+                self._send_file(job, ncmec_id, item)
+            finished = self._client.finish(ncmec_id)
+        except CyberTiplineError as error:
+            if error.code in (REPORT_NOT_FOUND, FILE_NOT_FOUND):
+                # It expired (or was withdrawn) while Vigil waited to try again.
+                self._start_over(job, f"NCMEC no longer has report {ncmec_id}: {error.message}")
+            raise
+        progress["finished"] = True
+        progress["files_filed"] = finished.file_ids
+        ours = {entry["file_id"] for entry in progress["files"].values()}
+        if not finished.already and set(finished.file_ids) != ours:
+            log.warning(
+                "NCMEC report %s was filed with files %s; Vigil uploaded %s",
+                ncmec_id,
+                sorted(finished.file_ids),
+                sorted(ours),
+            )
+        return ncmec_id
+
+    def _send_file(self, job: _Job, ncmec_id: str, item: EvidenceItem) -> None:
+        files: dict[str, dict[str, Any]] = job.progress["files"]
+        entry = files.get(item.id)
+        if entry is None:
+            data = self._decrypt(job, ncmec_id, item)
+            try:
+                uploaded = self._client.upload(
+                    ncmec_id, original_file_name(item), data, media_type(item)
+                )
+            except CyberTiplineError as error:
+                if isinstance(error, UploadAltered) or error.ambiguous:
+                    # The report may now hold a damaged or a second copy of this file.
+                    self._start_over(job, f"upload of item {item.id}: {error.message}")
+                raise
+            entry = files[item.id] = {"file_id": uploaded.file_id, "md5": uploaded.md5}
+            self._changed(job)
+        if not entry.get("fileinfo_sent"):
+            details = file_details_xml(ncmec_id, entry["file_id"], item)
+            self._client.file_info(details)
+            entry.update(fileinfo_sent=True, file_details=details)
+            self._changed(job)
+
+    def _must_start_over(self, progress: dict[str, Any]) -> bool:
+        if progress.get("restart"):
+            return True
+        last_change = datetime.fromisoformat(progress["last_change_at"])
+        return self._clock.now() - last_change > OPEN_REPORT_LIFETIME - _LIFETIME_MARGIN
+
+    def _abandoned(self, progress: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "report_id": progress["report_id"],
+            "opened_at": progress.get("opened_at"),
+            "retracted_at": self._clock.now().isoformat(),
+            "why": progress.get("restart") or "open too long: NCMEC deletes unfinished reports",
+        }
+
+    def _start_over(self, job: _Job, why: str) -> NoReturn:
+        job.progress["restart"] = why
+        self._checkpoint(job)
+        raise _Restart(None, f"{why}; the next attempt starts a new report", retryable=True)
+
+    def _decrypt(self, job: _Job, ncmec_id: str, item: EvidenceItem) -> bytes:
+        """The image in the clear, for upload, with its custody entry written first."""
+        data = self._vault.open_image(item)
+        now = self._clock.now()
+        details = {
+            "purpose": UPLOAD_PURPOSE,
+            "decrypted": True,
+            "report": job.report_id,
+            "ncmec_report_id": ncmec_id,
+        }
+        with self._database.session() as session:
+            custody.append(session, item.id, CustodyAction.EXPORTED, SYSTEM_ACTOR, details, now)
+            audit.append(session, SYSTEM_ACTOR, "evidence.exported", item.id, details, at=now)
+        return data
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def _changed(self, job: _Job) -> None:
+        job.progress["last_change_at"] = self._clock.now().isoformat()
+        self._checkpoint(job)
+
+    def _checkpoint(self, job: _Job) -> None:
+        """Where the send got to, committed now: the next attempt starts from here."""
+        with self._database.session() as session:
+            session.execute(
+                update(AuthorityReport)
+                .where(AuthorityReport.id == job.report_id)
+                .values(progress=copy.deepcopy(job.progress))
+            )
+
+    def _settle(self, job: _Job, ncmec_id: str) -> None:
+        now = self._clock.now()
+        files = job.progress.get("files", {})
+        with self._database.session() as session:
+            session.execute(
+                update(AuthorityReport)
+                .where(AuthorityReport.id == job.report_id)
+                .values(
+                    status=ReportStatus.SENT.value,
+                    external_id=ncmec_id,
+                    sent_at=now,
+                    attempts=AuthorityReport.attempts + 1,
+                    lease_until=None,
+                    last_error=None,
+                    progress=copy.deepcopy(job.progress),
+                )
+            )
+            keep_until = now + timedelta(
+                days=max(self._settings.evidence.retention_days, PRESERVE_AFTER_REPORT_DAYS)
+            )
+            for item in job.items:
+                file_id = files.get(item.id, {}).get("file_id")
+                session.execute(
+                    update(EvidenceItem)
+                    .where(EvidenceItem.id == item.id, EvidenceItem.retain_until < keep_until)
+                    .values(retain_until=keep_until)
+                )
+                session.execute(
+                    update(AuthorityReportItem)
+                    .where(
+                        AuthorityReportItem.report_id == job.report_id,
+                        AuthorityReportItem.item_id == item.id,
+                    )
+                    .values(external_file_id=file_id)
+                )
+                custody.append(
+                    session,
+                    item.id,
+                    CustodyAction.REPORTED,
+                    SYSTEM_ACTOR,
+                    {
+                        "report": job.report_id,
+                        "authority": Authority.NCMEC.value,
+                        "status": ReportStatus.SENT.value,
+                        "ncmec_report_id": ncmec_id,
+                        "ncmec_file_id": file_id,
+                        "environment": job.environment,
+                    },
+                    now,
+                )
+            audit.append(
+                session,
+                SYSTEM_ACTOR,
+                "report.ncmec.sent",
+                str(job.report_id),
+                {
+                    "ncmec_report_id": ncmec_id,
+                    "environment": job.environment,
+                    "items": [item.id for item in job.items],
+                },
+                at=now,
+            )
+        log.info("NCMEC report %d filed as CyberTipline report %s", job.report_id, ncmec_id)
+
+    def _fail(self, job: _Job, error: str, *, retryable: bool) -> SendOutcome:
+        now = self._clock.now()
+        attempts = job.attempts_before + 1
+        ncmec = self._ncmec
+        retry_at = (
+            next_attempt_at(
+                attempts, ncmec.max_attempts, ncmec.retry_base_seconds, ncmec.retry_max_seconds, now
+            )
+            if retryable
+            else None
+        )
+        with self._database.session() as session:
+            leases.record_failure(session, AuthorityReport, job.report_id, error, retry_at)
+            if retry_at is None:
+                audit.append(
+                    session,
+                    SYSTEM_ACTOR,
+                    "report.ncmec.failed",
+                    str(job.report_id),
+                    {"error": error, "attempts": attempts},
+                    at=now,
+                )
+        status = ReportStatus.PENDING if retry_at else ReportStatus.FAILED
+        log.warning(
+            "NCMEC report %d attempt %d: %s (%s)", job.report_id, attempts, error, status.value
+        )
+        return SendOutcome(job.report_id, status.value, job.progress.get("report_id"), error)
