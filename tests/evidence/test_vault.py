@@ -7,11 +7,14 @@ import stat
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tests.evidence.conftest import VaultSite, known_image, open_vault_site
+from vigil.api import create_app
 from vigil.errors import EvidenceIntegrityError, ScreeningUnavailable
 from vigil.evidence import custody
+from vigil.evidence.crypto import MasterKey
 from vigil.policy import UploaderContext
 from vigil.store.models import EvidenceItem, Submission
 
@@ -94,3 +97,19 @@ def test_a_sealed_file_renamed_to_another_item_does_not_open(sqlite_vault_site: 
     (vault.files.root / second.file_path).write_bytes(vault.read_blob(first))
     with pytest.raises(EvidenceIntegrityError, match="authentication tag"):
         vault.open_image(second)
+
+
+def test_readiness_fails_while_the_vault_has_no_master_key(tmp_path: Path) -> None:
+    missing = tmp_path / "keys" / "evidence.key"
+    site = open_vault_site(tmp_path / "data", None, evidence={"master_key_file": str(missing)})
+    try:
+        with TestClient(create_app(site.runtime)) as client:
+            down = client.get("/readyz")
+            MasterKey.generate().write(missing)
+            up = client.get("/readyz")
+    finally:
+        site.runtime.close()
+    assert down.status_code == 503
+    assert "evidence vault" in down.text
+    assert up.status_code == 200
+    assert up.json()["evidence_vault"]["master_key_id"] == MasterKey.read(missing).id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +15,7 @@ from vigil import __version__, review
 from vigil.api.errors import install_error_handlers
 from vigil.api.limits import BodySizeLimit
 from vigil.api.routes import banks, health, lockdown, reports, screen, sites, submissions
+from vigil.errors import EvidenceKeyError
 from vigil.evidence.retention import PurgeJob
 from vigil.lockdown.monitor import LockdownMonitor
 from vigil.runtime import Runtime
@@ -22,6 +25,8 @@ from vigil.workers.pages import PageDeliverer
 from vigil.workers.webhooks import WebhookDeliverer
 
 # Multipart framing and the form fields around an image (context; a report).
+log = logging.getLogger(__name__)
+
 _FORM_OVERHEAD_BYTES = 1024 * 1024
 _DEFAULT_BODY_LIMIT = 1024 * 1024
 
@@ -34,6 +39,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         runtime.matcher.refresh()  # load the index before the first upload, not during it
         # Models load now; one that cannot is logged with what to do, and /readyz reports it.
         await anyio.to_thread.run_sync(runtime.classifiers.load)
+        _open_vault(runtime)
         worker = None
         if settings.workers.embedded:
             deliverer = WebhookDeliverer(runtime.database, settings.webhooks, runtime.metrics)
@@ -97,3 +103,18 @@ def create_app(runtime: Runtime) -> FastAPI:
         return RedirectResponse(review.PREFIX)
 
     return app
+
+
+def _open_vault(runtime: Runtime) -> None:
+    """Load (or, on a fresh install, make) the evidence master key now, so a misconfigured key is
+    in the log at start-up rather than found at the first known illegal image."""
+    try:
+        key_id = runtime.vault.keyring.current.id
+    except EvidenceKeyError as error:
+        log.error(
+            "the evidence vault has no usable master key (%s): known illegal images will be "
+            "answered 503 until it is fixed",
+            error.message,
+        )
+    else:
+        log.info("evidence vault ready (master key %s)", key_id)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vigil.api.auth import RuntimeDep
-from vigil.errors import VigilError
+from vigil.errors import EvidenceKeyError, VigilError
 
 router = APIRouter(tags=["operations"])
 
@@ -29,6 +29,10 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
     try:
         runtime.database.ping()
         index = runtime.matcher.refresh()
+        # Without its master key the vault cannot seal a known illegal image: those get 503.
+        master_key = runtime.vault.keyring.current.id
+    except EvidenceKeyError as error:
+        return _unavailable(f"evidence vault: {error.message}", classifiers)
     except VigilError as error:
         return _unavailable(error.message, classifiers)
     except Exception as error:
@@ -42,6 +46,7 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
             "status": "ready",
             "database": "ok",
             "pdq_index": {"hashes": len(index), "generation": index.generation},
+            "evidence_vault": {"master_key_id": master_key},
             "classifiers": classifiers,
         }
     )
