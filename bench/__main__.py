@@ -1,5 +1,5 @@
 """``python -m bench``: time the screening path at three image sizes, the classifiers, the review
-app and attack detection, and write RESULTS.md."""
+app, attack detection and the evidence vault, and write RESULTS.md."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.classifiers import measure_classifiers
+from bench.evidence import measure_evidence
 from bench.fixtures import LARGE, MEDIUM, SMALL, benchmark_runtime
 from bench.lockdown import FULL_WINDOW, measure_lockdown
 from bench.report import Run, render
@@ -21,6 +22,8 @@ WARMUP = 5
 CLASSIFIER_REPEAT = 200  # enough samples for a 99th percentile
 RELATED_REPEAT = 10  # each round reads 100,000 submissions
 LOCKDOWN_REPEAT = 30  # each round reads up to 100,000 signals
+EVIDENCE_REPEAT = 20  # each round writes a 12 MP photo to the vault twice (fsync)
+VERIFY_REPEAT = 5  # each round verifies 1,000 items twice
 SEED = 20240601
 
 
@@ -46,6 +49,13 @@ def main() -> None:
     with benchmark_runtime(SEED, **FULL_WINDOW) as (runtime, _):
         print("lockdown: signals of a busy site ...", file=sys.stderr, flush=True)
         lockdown = measure_lockdown(runtime, repeat=LOCKDOWN_REPEAT, warmup=WARMUP, seed=SEED)
+    # A runtime of its own too: its bank blocks the photos it screens, and its vault holds only
+    # the items it verifies.
+    with benchmark_runtime(SEED) as (runtime, _):
+        print("evidence: filling a vault and timing ...", file=sys.stderr, flush=True)
+        evidence = measure_evidence(
+            runtime, repeat=EVIDENCE_REPEAT, warmup=WARMUP, verify_repeat=VERIFY_REPEAT, seed=SEED
+        )
     run = Run(
         started_at,
         time.perf_counter() - started,
@@ -56,6 +66,7 @@ def main() -> None:
         classifiers,
         review,
         lockdown,
+        evidence,
     )
     RESULTS.write_text(render(run))
     print(f"wrote {RESULTS}", file=sys.stderr)

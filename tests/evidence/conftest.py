@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from PIL import Image
 from sqlalchemy import select
+from typer.testing import Result
 
+from tests import test_cli
 from tests.images import encode, make_photo
 from vigil.clock import ManualClock
 from vigil.config import Settings, load_settings
@@ -30,6 +32,8 @@ from vigil.store.sites import SiteRef, get_or_create_site
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 SITE_NAME = "parents-forum"
 KNOWN_BANK = "known-illegal"
+# A terminal wide enough that printed tables keep each row on one line.
+WIDE = {"COLUMNS": "250"}
 
 
 def known_image(seed: int, *, exif: bool = True) -> bytes:
@@ -130,3 +134,13 @@ def sqlite_vault_site(tmp_path: Path) -> Iterator[VaultSite]:
     opened = open_vault_site(tmp_path / "data", None)
     yield opened
     opened.runtime.close()
+
+
+def invoke(*args: str | Path) -> Result:
+    """``vigil ARGS`` in-process, on a wide terminal."""
+    return test_cli.invoke(*args, env=WIDE)
+
+
+def succeed(*args: str | Path) -> Result:
+    """``vigil ARGS`` in-process, on a wide terminal; it must exit 0."""
+    return test_cli.succeed(*args, env=WIDE)

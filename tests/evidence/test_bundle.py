@@ -27,7 +27,7 @@ from vigil.errors import (
     InvalidRequest,
     NotFound,
 )
-from vigil.evidence import bundle, custody, retention
+from vigil.evidence import bundle, bundle_open, custody, retention
 from vigil.evidence.bundle import BundleResult
 from vigil.evidence.custody import entry_hash
 from vigil.evidence.vault import Accessor
@@ -139,7 +139,7 @@ def test_the_bundle_opens_with_the_passphrase_and_its_manifest_hashes_match(
     # The vault's sealed files travel as they are: never decrypted and sealed again.
     assert files[f"images/{first.id}.vge"] == vault_site.runtime.vault.read_blob(first)
 
-    opened = bundle.open_bundle(archive, PASSPHRASE, tmp_path / "opened")
+    opened = bundle_open.open_bundle(archive, PASSPHRASE, tmp_path / "opened")
 
     assert {path.name: path.read_bytes() for path in opened} == {
         f"{first.id}.jpg": known_image(1),
@@ -153,9 +153,9 @@ def test_a_wrong_passphrase_fails_clearly_and_writes_nothing(
     _, archive, _ = bundle_of_one(sqlite_vault_site, tmp_path)
 
     with pytest.raises(EvidenceKeyError, match="wrong passphrase"):
-        bundle.open_bundle(archive, "not the passphrase at all", tmp_path / "opened")
+        bundle_open.open_bundle(archive, "not the passphrase at all", tmp_path / "opened")
     with pytest.raises(EvidenceKeyError, match="encrypted: give the passphrase"):
-        bundle.open_bundle(archive, None, tmp_path / "opened")
+        bundle_open.open_bundle(archive, None, tmp_path / "opened")
 
     assert not (tmp_path / "opened").exists()
 
@@ -181,7 +181,7 @@ def test_a_changed_byte_in_any_member_is_detected(
     changed = rewritten(archive, tmp_path / "changed.zip", name, flip_middle_byte)
 
     with pytest.raises(EvidenceIntegrityError):
-        bundle.open_bundle(changed, PASSPHRASE, tmp_path / "opened")
+        bundle_open.open_bundle(changed, PASSPHRASE, tmp_path / "opened")
     assert not (tmp_path / "opened").exists()
 
 
@@ -205,7 +205,7 @@ def test_a_replaced_image_is_detected_even_with_the_manifest_rewritten_to_match(
     )
 
     with pytest.raises(EvidenceIntegrityError, match=r"manifest\.json was altered"):
-        bundle.open_bundle(forged, PASSPHRASE, tmp_path / "opened")
+        bundle_open.open_bundle(forged, PASSPHRASE, tmp_path / "opened")
 
 
 def test_a_damaged_archive_is_refused_by_its_checksums(
@@ -218,7 +218,7 @@ def test_a_damaged_archive_is_refused_by_its_checksums(
     archive.write_bytes(raw[:at] + bytes([raw[at] ^ 0xFF]) + raw[at + 1 :])
 
     with pytest.raises(EvidenceIntegrityError, match="damaged"):
-        bundle.open_bundle(archive, PASSPHRASE, tmp_path / "opened")
+        bundle_open.open_bundle(archive, PASSPHRASE, tmp_path / "opened")
 
 
 def test_the_encrypted_bundle_never_holds_an_image_in_the_clear(
@@ -256,7 +256,7 @@ def test_clear_images_hold_the_original_bytes_and_record_each_decryption(
     assert [(e.details["decrypted"], e.details["reason"]) for e in exported] == [(True, REASON)]
     assert audit_entry is not None
     assert audit_entry.details["manifest_sha256"] == result.manifest_sha256
-    opened = bundle.open_bundle(
+    opened = bundle_open.open_bundle(
         archive, None, tmp_path / "opened", manifest_sha256=result.manifest_sha256
     )
     assert [path.read_bytes() for path in opened] == [known_image(1)]
@@ -276,7 +276,9 @@ def test_a_clear_bundle_with_an_edited_manifest_fails_against_the_noted_hash(
     )
 
     with pytest.raises(EvidenceIntegrityError, match="noted at export"):
-        bundle.open_bundle(edited, None, tmp_path / "o", manifest_sha256=result.manifest_sha256)
+        bundle_open.open_bundle(
+            edited, None, tmp_path / "o", manifest_sha256=result.manifest_sha256
+        )
 
 
 def test_a_moderator_cannot_export_and_nothing_is_written_or_recorded(

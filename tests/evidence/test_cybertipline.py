@@ -23,8 +23,8 @@ from vigil.config import Settings
 from vigil.errors import Conflict, EvidenceError
 from vigil.evidence import custody
 from vigil.evidence.cybertipline import CyberTipline, CyberTiplineError, retryable_code
-from vigil.evidence.ncmec import NcmecNotConfigured, NothingToReport, queue_ncmec_report
-from vigil.evidence.reports import report_items
+from vigil.evidence.ncmec_queue import NcmecNotConfigured, queue_ncmec_report
+from vigil.evidence.reports import NothingToReport, report_items
 from vigil.evidence.retention import purge_expired
 from vigil.store.models import AuditEvent, AuthorityReport, AuthorityReportItem, EvidenceItem
 from vigil.workers.authority_reports import CyberTiplineSender
@@ -423,7 +423,7 @@ def test_queueing_covers_the_uploaders_pending_items_and_refuses_a_second_time(
         assert [one.id for one in report_items(session, report.id)] == [item.id]
     assert (report.status, report.environment) == ("pending", "test")
 
-    with pytest.raises(NothingToReport, match="nothing of uploader 'attacker-1'"):
+    with pytest.raises(NothingToReport, match="to NCMEC for uploader 'attacker-1'"):
         queue(site)
 
 
@@ -457,7 +457,7 @@ def test_queueing_refuses_until_ncmec_is_configured(
 
 
 def test_queueing_with_nothing_pending_is_refused(site: VaultSite) -> None:
-    with pytest.raises(Conflict, match="nothing of uploader 'nobody'"):
+    with pytest.raises(Conflict, match="nothing to report to NCMEC for uploader 'nobody'"):
         queue(site, uploader="nobody")
 
 

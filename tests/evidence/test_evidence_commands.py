@@ -19,9 +19,8 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import Result
 
-from tests.evidence.conftest import SITE_NAME, known_image, open_vault_site
+from tests.evidence.conftest import SITE_NAME, invoke, known_image, open_vault_site, succeed
 from tests.test_cli import _no_vigil_environment, run_process, table_row  # noqa: F401 - autouse fixture
-from tests.test_cli import invoke as invoke_cli
 from vigil.commands.common import actor
 from vigil.config import load_settings
 from vigil.errors import Conflict, InvalidRequest, NotFound
@@ -32,23 +31,12 @@ from vigil.store.database import Database
 from vigil.store.models import CustodyEntry, EvidenceItem
 from vigil.store.types import utcnow
 
-WIDE = {"COLUMNS": "250"}
 HEAD = re.compile(r"custody head: ([0-9]+):([0-9a-f]{64})")
 
 
 def cells(output: str, first_cell: str) -> list[str]:
     """The cells of a printed table's row whose first cell is ``first_cell``."""
     return [cell.strip() for cell in table_row(output, first_cell).strip().strip("│").split("│")]
-
-
-def invoke(*args: str | Path) -> Result:
-    return invoke_cli(*args, env=WIDE)
-
-
-def succeed(*args: str | Path) -> Result:
-    result = invoke(*args)
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result
 
 
 @dataclass

@@ -8,31 +8,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from typer.testing import Result
 
-from tests.evidence.conftest import VaultSite, open_vault_site
+from tests.evidence.conftest import VaultSite, invoke, open_vault_site, succeed
 from tests.evidence.ncmec_server import PASSWORD, USERNAME, CyberTiplineServer, cybertipline_server
 from tests.test_cli import (
     _no_vigil_environment,  # noqa: F401 - autouse fixture
     assert_error_without_traceback,
     run_process,
 )
-from tests.test_cli import invoke as invoke_cli
 from vigil.errors import Conflict, InvalidRequest
-from vigil.evidence.ncmec import NcmecNotConfigured
+from vigil.evidence.ncmec_queue import NcmecNotConfigured
 from vigil.store.models import AuthorityReport
-
-WIDE = {"COLUMNS": "250"}
-
-
-def invoke(*args: str | Path) -> Result:
-    return invoke_cli(*args, env=WIDE)
-
-
-def succeed(*args: str | Path) -> Result:
-    result = invoke(*args)
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result
 
 
 def write_config(data_dir: Path, server: CyberTiplineServer, *, password: str = PASSWORD) -> None:

@@ -204,6 +204,18 @@ def test_an_item_a_pending_report_has_yet_to_send_is_kept_until_it_is_sent(
     assert _purge(vault_site) == PurgeResult(purged=[waiting.id])
 
 
+def test_a_report_refuses_an_item_purged_after_it_was_found(vault_site: VaultSite) -> None:
+    item = vault_site.preserve(1)  # as a caller read it, before the purge
+    vault_site.clock.advance(days=365)
+    assert _purge(vault_site).purged == [item.id]
+
+    with pytest.raises(Conflict, match=f"item {item.id} was purged: no report can cover it"):
+        _report(vault_site, item, ReportStatus.PENDING)
+    with vault_site.runtime.database.session() as session:
+        assert session.scalars(select(AuthorityReport)).all() == []
+    assert "reported" not in _actions(vault_site, item)
+
+
 def test_a_dry_run_changes_nothing(vault_site: VaultSite) -> None:
     item = vault_site.preserve(1)
     vault_site.clock.advance(days=365)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 
 from vigil.config import Settings, load_settings
+from vigil.runtime import BOOTSTRAP_SITE
 from vigil.store.database import Database
 
 # soft_wrap: hashes and keys stay on one line, whatever the terminal width. No markup or emoji
@@ -36,6 +38,14 @@ ConfigFile = Annotated[
     ),
 ]
 
+# The site Vigil makes at its first start: the one a command acts on unless told otherwise.
+DEFAULT_SITE = BOOTSTRAP_SITE
+SiteOption = Annotated[str, typer.Option("--site", help="The site.")]
+# For commands that look at every site unless narrowed to one.
+EverySiteOption = Annotated[
+    str | None, typer.Option("--site", help="Only this site (default: every site).")
+]
+
 
 def actor() -> str:
     """How the person at the terminal appears in the audit log."""
@@ -57,3 +67,8 @@ def open_database(data_dir: Path | None, config: Path | None) -> tuple[Settings,
     database = Database.from_settings(settings)
     database.migrate()
     return settings, database
+
+
+def time_text(moment: datetime | None) -> str:
+    """A time as the commands print it: to the minute, in UTC; ``-`` for none."""
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "-"

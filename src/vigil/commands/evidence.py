@@ -1,17 +1,16 @@
-"""``vigil evidence``: the vault, its custody log, retention and legal holds.
+"""``vigil evidence``: the vault, its custody log and retention.
 
 Nothing here prints an image or a key: ``show`` gives an item's record (and is itself recorded in
 the custody log), ``verify`` checks that nothing was altered, ``rotate-key`` re-wraps item keys.
-Reports to the authorities and exports live in :mod:`vigil.commands.evidence_reports` and
-:mod:`vigil.commands.evidence_export`, which add their commands to the same group.
+Legal holds, reports to the authorities and exports live in :mod:`vigil.commands.evidence_holds`,
+:mod:`vigil.commands.evidence_reports` and :mod:`vigil.commands.evidence_export`, which add their
+commands to the same group.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +20,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil.clock import SystemClock
-from vigil.commands.common import ConfigFile, DataDir, actor, console, errors, open_database
+from vigil.commands.common import (
+    ConfigFile,
+    DataDir,
+    actor,
+    console,
+    errors,
+    open_database,
+    time_text,
+)
 from vigil.errors import Conflict, InvalidRequest, NotFound
 from vigil.evidence import custody, retention, rotation
 from vigil.evidence.crypto import MasterKey
@@ -37,25 +44,13 @@ evidence_app = typer.Typer(
     help="The evidence vault: illegal images kept encrypted, their custody, holds and reports.",
     no_args_is_help=True,
 )
-hold_app = typer.Typer(
-    help="Legal holds: keep items beyond their retention for a case.", no_args_is_help=True
-)
-evidence_app.add_typer(hold_app, name="hold")
-
-DEFAULT_SITE = "default"
 # Item ids are UUIDs; a unique beginning of at least 8 characters is enough at the terminal.
 _ITEM_ID = re.compile(r"[0-9a-f-]{8,36}")
 _HEAD = re.compile(r"([0-9]{1,18}):([0-9a-f]{64})")
 _DRY_RUN_LIMIT = 10_000
 
-Reason = Annotated[str, typer.Option("--reason", help="Why: kept in the custody and audit logs.")]
 
-
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "-"
-
-
-def _find_item(session: Session, text: str) -> EvidenceItem:
+def find_item(session: Session, text: str) -> EvidenceItem:
     """An item by its id or a unique beginning of it (8 characters or more)."""
     wanted = text.strip().lower()
     if not _ITEM_ID.fullmatch(wanted):
@@ -151,8 +146,12 @@ def list_items(
             item.id,
             item.uploader_id or "-",
             item.cause,
-            _when(item.received_at),
-            f"purged {_when(item.purged_at)}" if item.purged_at else _when(item.retain_until),
+            time_text(item.received_at),
+            (
+                f"purged {time_text(item.purged_at)}"
+                if item.purged_at
+                else time_text(item.retain_until)
+            ),
             "held" if item.id in held else "",
             ", ".join(sorted(reported.get(item.id, ()))),
         )
@@ -169,9 +168,9 @@ def _item_lines(item: EvidenceItem, site_name: str) -> list[str]:
     lines = [
         f"item {item.id}",
         f"  site: {site_name}    uploader: {item.uploader_id or '-'}    cause: {item.cause}",
-        f"  received: {_when(item.received_at)}    preserved: {_when(item.preserved_at)} "
+        f"  received: {time_text(item.received_at)}    preserved: {time_text(item.preserved_at)} "
         f"by {item.preserved_by}",
-        f"  retain until: {_when(item.retain_until)}    purged: {_when(item.purged_at)}",
+        f"  retain until: {time_text(item.retain_until)}    purged: {time_text(item.purged_at)}",
         f"  image: {item.image_format}, {item.byte_size} bytes; sealed with master key "
         f"{item.key_id or '- (purged)'}",
         f"  sha256: {item.sha256}",
@@ -204,7 +203,7 @@ def show(
     who = actor()
     now = SystemClock().now()
     with database.write_session() as session:
-        item = _find_item(session, item_id)
+        item = find_item(session, item_id)
         custody.append(session, item.id, CustodyAction.VIEWED, who, {"via": "cli show"}, now)
         audit.append(session, who, "evidence.viewed", item.id, {"via": "cli show"}, at=now)
         site = session.get(Site, item.site_id)
@@ -213,7 +212,7 @@ def show(
         for entry in custody.entries_for(session, item.id):
             table.add_row(
                 str(entry.id),
-                _when(entry.at),
+                time_text(entry.at),
                 entry.action,
                 entry.actor,
                 # A stored entry repeats the facts printed above; verify compares them.
@@ -308,112 +307,6 @@ def rotate_key(data_dir: DataDir = None, config: ConfigFile = None) -> None:
         console.print(f"still wrapped by older keys: {older}; run rotate-key again")
     else:
         console.print("no item needs an older key: they can leave evidence.previous_key_files")
-
-
-# --- legal holds ---------------------------------------------------------------------------------
-
-
-def _uploader_items(session: Session, site_id: int, uploader: str) -> list[str]:
-    ids = list(
-        session.scalars(
-            select(EvidenceItem.id)
-            .where(
-                EvidenceItem.site_id == site_id,
-                EvidenceItem.uploader_id == uploader,
-                EvidenceItem.purged_at.is_(None),
-            )
-            .order_by(EvidenceItem.received_at, EvidenceItem.id)
-        )
-    )
-    if not ids:
-        raise NotFound(f"no unpurged evidence item of uploader {uploader!r} on this site")
-    return ids
-
-
-@hold_app.command("place")
-def hold_place(
-    case: Annotated[str, typer.Option("--case", help="The case, as the investigators name it.")],
-    reason: Reason,
-    items: Annotated[
-        list[str] | None, typer.Argument(metavar="ITEMS...", help="Item ids, as `list` shows.")
-    ] = None,
-    uploader: Annotated[
-        str | None, typer.Option("--uploader", help="Instead of ITEMS: all of this uploader's.")
-    ] = None,
-    site: Annotated[str, typer.Option("--site", help="The site.")] = DEFAULT_SITE,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
-) -> None:
-    """Keep items beyond their retention until the hold is released."""
-    if bool(items) == (uploader is not None):
-        raise typer.BadParameter("name the items, or give --uploader, not both")
-    _, database = open_database(data_dir, config)
-    with database.write_session() as session:
-        found = get_site(session, site)
-        if uploader is not None:
-            ids: Sequence[str] = _uploader_items(session, found.id, uploader)
-        else:
-            ids = [_find_item(session, text).id for text in items or ()]
-        hold = retention.place_hold(
-            session,
-            site_id=found.id,
-            case_name=case,
-            reason=reason,
-            item_ids=ids,
-            actor=actor(),
-            now=SystemClock().now(),
-        )
-        hold_id = hold.id
-    console.print(f"legal hold {hold_id} ({case.strip()}) keeps {len(ids)} items:")
-    for item_id in ids:
-        console.print(f"  {item_id}")
-
-
-@hold_app.command("release")
-def hold_release(
-    hold_id: Annotated[int, typer.Argument(min=1, max=2**31 - 1, help="As `hold list` shows.")],
-    reason: Reason,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
-) -> None:
-    """End a hold.
-
-    Its items are purged once their retention has run out, unless another hold keeps them.
-    """
-    _, database = open_database(data_dir, config)
-    with database.write_session() as session:
-        hold = retention.release_hold(
-            session, hold_id, reason=reason, actor=actor(), now=SystemClock().now()
-        )
-        case = hold.case_name
-    console.print(f"legal hold {hold_id} ({case}) released")
-
-
-@hold_app.command("list")
-def hold_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
-    """Holds in force."""
-    _, database = open_database(data_dir, config)
-    with database.session() as session:
-        names = {site_id: name for site_id, name in session.execute(select(Site.id, Site.name))}
-        rows = [
-            (hold, len(retention.hold_items(session, hold.id)))
-            for hold in retention.active_holds(session)
-        ]
-    if not rows:
-        console.print("no legal holds in force")
-        return
-    table = Table("id", "site", "case", "items", "placed", "by", "reason")
-    for hold, count in rows:
-        table.add_row(
-            str(hold.id),
-            names.get(hold.site_id, "?"),
-            hold.case_name,
-            str(count),
-            _when(hold.placed_at),
-            hold.placed_by,
-            hold.reason,
-        )
-    console.print(table)
 
 
 @evidence_app.command("purge")

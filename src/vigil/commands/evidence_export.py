@@ -16,12 +16,21 @@ from typing import Annotated
 import typer
 
 from vigil.clock import SystemClock
-from vigil.commands.common import ConfigFile, DataDir, actor, console, errors, open_database
+from vigil.commands.common import (
+    DEFAULT_SITE,
+    ConfigFile,
+    DataDir,
+    SiteOption,
+    actor,
+    console,
+    errors,
+    open_database,
+)
 from vigil.commands.evidence import evidence_app
 from vigil.commands.evidence_reports import report_app  # `report nca` joins `report ncmec`
 from vigil.config import Settings
 from vigil.errors import InvalidRequest, Unauthenticated, VigilError
-from vigil.evidence import bundle, nca, reports
+from vigil.evidence import bundle, bundle_open, nca, reports
 from vigil.evidence.reports import Authority
 from vigil.evidence.vault import Accessor, Vault
 from vigil.review import accounts
@@ -30,7 +39,6 @@ from vigil.store import users as user_store
 from vigil.store.database import Database
 from vigil.store.sites import get_site
 
-DEFAULT_SITE = "default"
 PASSWORD_VARIABLE = "VIGIL_PASSWORD"  # noqa: S105 - the name of a variable, not a password
 
 
@@ -184,10 +192,10 @@ def open_bundle(
         passphrase: str | None = None
         if passphrase_file is not None:
             passphrase = _read_secret(passphrase_file)
-        elif bundle.needs_passphrase(archive):
+        elif bundle_open.needs_passphrase(archive):
             passphrase = typer.prompt("passphrase", hide_input=True)
         noted = manifest_sha256.strip().lower() if manifest_sha256 else None
-        written = bundle.open_bundle(archive, passphrase, out, manifest_sha256=noted)
+        written = bundle_open.open_bundle(archive, passphrase, out, manifest_sha256=noted)
     console.print(f"every file matches the manifest; wrote {len(written)} images:")
     for path in written:
         console.print(f"  {path}")
@@ -202,7 +210,7 @@ def report_nca(
     every: Annotated[
         bool, typer.Option("--all", help="Every uploader with items not yet reported.")
     ] = False,
-    site: Annotated[str, typer.Option("--site", help="The site.")] = DEFAULT_SITE,
+    site: SiteOption = DEFAULT_SITE,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:

@@ -14,11 +14,18 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from vigil.clock import SystemClock
-from vigil.commands.common import ConfigFile, DataDir, actor, console, open_database
+from vigil.commands.common import (
+    ConfigFile,
+    DataDir,
+    EverySiteOption,
+    actor,
+    console,
+    open_database,
+)
 from vigil.commands.evidence import evidence_app
 from vigil.errors import Conflict, InvalidRequest, NotFound
 from vigil.evidence import reports
-from vigil.evidence.ncmec import queue_ncmec_report, require_ready
+from vigil.evidence.ncmec_queue import queue_ncmec_report, require_ready
 from vigil.evidence.reports import Authority, ReportStatus
 from vigil.evidence.vault import Vault
 from vigil.store import audit
@@ -45,9 +52,7 @@ def report_ncmec(
     every: Annotated[
         bool, typer.Option("--all", help="Every uploader with items not yet reported.")
     ] = False,
-    site: Annotated[
-        str | None, typer.Option("--site", help="Only this site (default: every site).")
-    ] = None,
+    site: EverySiteOption = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:

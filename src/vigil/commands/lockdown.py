@@ -7,7 +7,7 @@ delivers the ``lockdown.changed`` webhook and any pages at its next poll.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -18,7 +18,17 @@ from sqlalchemy.orm import Session
 from vigil.actions import incidents
 from vigil.actions.incidents import already_settled, incident_state
 from vigil.clock import SystemClock
-from vigil.commands.common import ConfigFile, DataDir, actor, console, open_database
+from vigil.commands.common import (
+    DEFAULT_SITE,
+    ConfigFile,
+    DataDir,
+    EverySiteOption,
+    SiteOption,
+    actor,
+    console,
+    open_database,
+    time_text,
+)
 from vigil.errors import NotFound
 from vigil.lockdown import control
 from vigil.lockdown.control import MAX_MANUAL_MINUTES
@@ -34,13 +44,11 @@ incident_app = typer.Typer(
     help="Incidents that page on-call staff: list, acknowledge, resolve.", no_args_is_help=True
 )
 
-DEFAULT_SITE = "default"
 MAX_REASON_LENGTH = 2000
 MAX_DURATION = timedelta(minutes=MAX_MANUAL_MINUTES)
 _DURATION = re.compile(r"([0-9]{1,6})([mhd])")
 _MINUTES_PER_UNIT = {"m": 1, "h": 60, "d": 24 * 60}
 
-SiteOption = Annotated[str, typer.Option("--site", help="The site.")]
 Reason = Annotated[
     str, typer.Option("--reason", help="Why: kept in the audit log and shown to other staff.")
 ]
@@ -69,10 +77,6 @@ def _checked_reason(reason: str) -> str:
     return reason.strip()
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "-"
-
-
 def _cause_text(cause: dict[str, Any]) -> str:
     """What the rules saw when they raised the level, in one line."""
     rules = cause.get("rules") or []
@@ -88,7 +92,7 @@ def _print_site(site: Site, lockdown: control.SiteLockdown) -> None:
     level = conditions.level
     console.print(f"{site.name}: level {int(level)} - {level.description}", style="bold")
     if conditions.source is LevelSource.MANUAL:
-        until = _when(lockdown.manual_until) if lockdown.manual_until else "cleared by hand"
+        until = time_text(lockdown.manual_until) if lockdown.manual_until else "cleared by hand"
         console.print(
             f"  set by hand by {lockdown.manual_by} until {until}: {lockdown.manual_reason}"
         )
@@ -117,9 +121,7 @@ def _print_site(site: Site, lockdown: control.SiteLockdown) -> None:
 
 @lockdown_app.command("status")
 def lockdown_status(
-    site: Annotated[
-        str | None, typer.Option("--site", help="Only this site (default: every site).")
-    ] = None,
+    site: EverySiteOption = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
@@ -174,7 +176,7 @@ def lockdown_set(
             session, settings, found, level, until=until, reason=why, actor=actor(), now=now
         )
     chosen = LockdownLevel(level)
-    console.print(f"{site}: level {level} ({chosen.description}) until {_when(until)}")
+    console.print(f"{site}: level {level} ({chosen.description}) until {time_text(until)}")
     if not changed:
         console.print("the level in force was already this one; its reason and expiry are updated")
 
@@ -241,7 +243,7 @@ def incident_list(
             str(incident.id),
             names.get(incident.site_id, "?"),
             incident_state(incident),
-            _when(incident.opened_at),
+            time_text(incident.opened_at),
             str(incident.tier + 1) if incident.tier >= 0 else "-",
             str(incident.trigger_count),
             incident.resolved_by or incident.acknowledged_by or "",

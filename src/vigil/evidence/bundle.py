@@ -7,17 +7,18 @@ case, who made the bundle and why, every item's hashes and the SHA-256 of every 
 ``manifest.hmac`` (an HMAC of the manifest under a key wrapped like the item keys, so changing
 the manifest is detected too), ``custody.json``, ``summary.html`` and a ``README.txt`` that says
 how to check and open everything without Vigil.
+
+This module writes bundles; :mod:`vigil.evidence.bundle_open` checks and opens them. The names of
+the files, the manifest's HMAC and the file hashes both sides use are defined here, once.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import io
 import json
 import os
-import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,12 +34,11 @@ from vigil.config import Settings
 from vigil.errors import (
     Conflict,
     EvidenceIntegrityError,
-    EvidenceKeyError,
     InvalidRequest,
     NotFound,
 )
 from vigil.evidence import custody
-from vigil.evidence.crypto import KEY_BYTES, PassphraseKey, open_sealed
+from vigil.evidence.crypto import KEY_BYTES, PassphraseKey
 from vigil.evidence.custody import CustodyAction
 from vigil.evidence.summary import (
     Summary,
@@ -64,10 +64,6 @@ SEALED_EXTENSION = "vge"
 MIN_PASSPHRASE_CHARS = 12
 MAX_CASE_CHARS = 200
 _EXTENSIONS = {"jpeg": "jpg", "tiff": "tif"}
-# What a file name taken from a manifest may look like: never a path out of the output folder.
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
-_SAFE_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 # Plain text: no autoescaping (the README is not HTML).
 _README = Environment(
     loader=PackageLoader("vigil.evidence", "templates"),
@@ -111,9 +107,14 @@ def check_passphrase(passphrase: str | None) -> str:
     return passphrase
 
 
+def clear_extension(image_format: str) -> str:
+    """The file extension of an image in the clear: ``jpg`` for ``jpeg`` and the like."""
+    return _EXTENSIONS.get(image_format, image_format)
+
+
 def image_name(item_id: str, image_format: str, *, clear: bool) -> str:
     """``images/<item id>.vge`` (sealed), or ``images/<item id>.jpg`` and the like (clear)."""
-    extension = _EXTENSIONS.get(image_format, image_format) if clear else SEALED_EXTENSION
+    extension = clear_extension(image_format) if clear else SEALED_EXTENSION
     return f"{IMAGES}{item_id}.{extension}"
 
 
@@ -173,15 +174,15 @@ def export_bundle(
             "generated_by": generated_by(),
             "chain_head": head,
             "items": _manifest_items(items, clear=clear_images, files=files),
-            "files": {name: _sha256(data) for name, data in sorted(files.items())},
+            "files": {name: sha256_hex(data) for name, data in sorted(files.items())},
         }
     )
     members = {MANIFEST: manifest, **files}
     if manifest_key is not None:
-        members[MANIFEST_MAC] = (_manifest_mac(manifest_key, manifest) + "\n").encode()
+        members[MANIFEST_MAC] = (manifest_mac(manifest_key, manifest) + "\n").encode()
     archive = _zip(members, now)
     result = BundleResult(
-        out, case, tuple(item_ids), clear_images, _sha256(manifest), _sha256(archive)
+        out, case, tuple(item_ids), clear_images, sha256_hex(manifest), sha256_hex(archive)
     )
     audit.append(
         session,
@@ -240,7 +241,7 @@ class _Export:
         wrapped: dict[str, str] = {}
         for item in items:
             blob = self.vault.read_blob(item)
-            if _sha256(blob) != item.ciphertext_sha256:
+            if sha256_hex(blob) != item.ciphertext_sha256:
                 raise EvidenceIntegrityError(f"the sealed file of item {item.id} was altered")
             files[image_name(item.id, item.image_format, clear=False)] = blob
             wrapped[item.id] = recipient.wrap(self.vault.item_key(item))
@@ -259,82 +260,6 @@ class _Export:
             },
         )
         return files, manifest_key
-
-
-def needs_passphrase(archive: Path) -> bool:
-    """Whether the bundle's images are encrypted (it has a key file)."""
-    with _open_zip(archive) as bundle:
-        return KEYS in bundle.namelist()
-
-
-def open_bundle(
-    archive: Path,
-    passphrase: str | None,
-    out_dir: Path,
-    *,
-    manifest_sha256: str | None = None,
-) -> list[Path]:
-    """Check every file of a bundle, then write its images, in the clear, into ``out_dir``.
-
-    ``manifest_sha256`` (printed when the bundle was made) also proves the manifest unchanged
-    for a bundle with images in the clear, which has no passphrase to authenticate it.
-    """
-    with _open_zip(archive) as bundle:
-        members = _read_members(bundle)
-    manifest = _parse_manifest(members, manifest_sha256)
-    for name, digest in manifest["files"].items():
-        if name not in members:
-            raise EvidenceIntegrityError(f"the bundle lacks {name}, which its manifest lists")
-        if not hmac.compare_digest(_sha256(members[name]), str(digest)):
-            raise EvidenceIntegrityError(f"{name} differs from its SHA-256 in the manifest")
-    unlisted = set(members) - set(manifest["files"]) - {MANIFEST, MANIFEST_MAC}
-    if unlisted:
-        raise EvidenceIntegrityError(f"the manifest does not list {', '.join(sorted(unlisted))}")
-    encrypted = manifest.get("images") == "encrypted"
-    if encrypted != (KEYS in members):  # so a changed mode cannot skip the manifest's HMAC
-        raise EvidenceIntegrityError(
-            "manifest.json was altered: its image mode is not the bundle's"
-        )
-    keys: dict[str, Any] = {}
-    recipient: PassphraseKey | None = None
-    if encrypted:
-        if not passphrase:
-            raise EvidenceKeyError("the images in this bundle are encrypted: give the passphrase")
-        recipient, keys = _recipient_key(members, passphrase)
-    images: dict[Path, bytes] = {}
-    for entry in manifest["items"]:
-        item_id, extension, sha256 = _safe_item(entry)
-        data = members.get(image_name(item_id, extension, clear=not encrypted), b"")
-        if recipient is not None:
-            data = open_sealed(recipient.unwrap(keys["keys"][item_id]), item_id, data)
-        if not hmac.compare_digest(_sha256(data), sha256):
-            raise EvidenceIntegrityError(f"item {item_id} is not the image its manifest describes")
-        images[out_dir / f"{item_id}.{extension}"] = data
-    existing = [str(path) for path in images if path.exists() or path.is_symlink()]
-    if existing:
-        raise Conflict(f"{', '.join(existing)} exists already: nothing was written")
-    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for path, data in images.items():
-        write_new_file(path, data)
-    return list(images)
-
-
-def _recipient_key(
-    members: dict[str, bytes], passphrase: str
-) -> tuple[PassphraseKey, dict[str, Any]]:
-    """The passphrase's key and the key file, once the manifest's HMAC proves it unchanged."""
-    try:
-        keys = json.loads(members[KEYS])
-        salt = base64.b64decode(keys["kdf"]["salt"], validate=True)
-        wrapped_manifest_key = str(keys["manifest_key"])
-    except (KeyError, ValueError, TypeError) as error:
-        raise EvidenceIntegrityError(f"keys.json is missing or damaged: {error}") from error
-    recipient = PassphraseKey.derive(passphrase, salt)
-    manifest_key = recipient.unwrap(wrapped_manifest_key)  # EvidenceKeyError: wrong passphrase
-    noted = members.get(MANIFEST_MAC, b"").decode(errors="replace").strip()
-    if not hmac.compare_digest(_manifest_mac(manifest_key, members[MANIFEST]), noted):
-        raise EvidenceIntegrityError("manifest.json was altered: its HMAC does not match")
-    return recipient, keys
 
 
 def _checked_case(case: str) -> str:
@@ -392,7 +317,7 @@ def _manifest_items(
                 "sha256": item.sha256,
                 "pdq": [entry.get("hash") for entry in item.pdq],
                 "file": name,
-                "file_sha256": _sha256(files[name]),
+                "file_sha256": sha256_hex(files[name]),
             }
         )
     return described
@@ -463,56 +388,8 @@ def write_new_file(path: Path, data: bytes) -> None:
         raise
 
 
-def _open_zip(archive: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(archive)
-    except FileNotFoundError as error:
-        raise NotFound(f"no file {archive}") from error
-    except (zipfile.BadZipFile, OSError) as error:
-        raise EvidenceIntegrityError(f"{archive} is not a readable bundle: {error}") from error
-
-
-def _read_members(bundle: zipfile.ZipFile) -> dict[str, bytes]:
-    try:
-        return {name: bundle.read(name) for name in bundle.namelist() if not name.endswith("/")}
-    except (zipfile.BadZipFile, OSError, EOFError) as error:  # a CRC mismatch, a cut file
-        raise EvidenceIntegrityError(f"the bundle is damaged: {error}") from error
-
-
-def _parse_manifest(members: dict[str, bytes], expected_sha256: str | None) -> dict[str, Any]:
-    if MANIFEST not in members:
-        raise EvidenceIntegrityError("the bundle has no manifest.json: it is not a Vigil bundle")
-    if expected_sha256 and not hmac.compare_digest(_sha256(members[MANIFEST]), expected_sha256):
-        raise EvidenceIntegrityError("manifest.json differs from the SHA-256 noted at export")
-    try:
-        manifest = json.loads(members[MANIFEST])
-        if manifest.get("format") != BUNDLE_FORMAT:
-            raise ValueError(f"unknown format {manifest.get('format')!r}")
-        if not isinstance(manifest["files"], dict) or not isinstance(manifest["items"], list):
-            raise ValueError("no file or item list")
-    except (ValueError, KeyError, AttributeError, UnicodeDecodeError) as error:
-        raise EvidenceIntegrityError(f"manifest.json was altered or damaged: {error}") from error
-    return dict(manifest)
-
-
-def _safe_item(entry: Any) -> tuple[str, str, str]:
-    """A manifest item's id, file extension and SHA-256, refusing anything but a plain id and
-    format (a tampered manifest must not write outside the output folder)."""
-    if not isinstance(entry, dict):
-        raise EvidenceIntegrityError("the manifest's item list was altered")
-    item_id, image_format = str(entry.get("id", "")), str(entry.get("format", ""))
-    extension = _EXTENSIONS.get(image_format, image_format)
-    sha256 = str(entry.get("sha256", ""))
-    if not (
-        _SAFE_ID.fullmatch(item_id)
-        and _SAFE_EXTENSION.fullmatch(extension)
-        and _SHA256.fullmatch(sha256)
-    ):
-        raise EvidenceIntegrityError(f"the manifest's item {item_id[:64]!r} was altered")
-    return item_id, extension, sha256
-
-
-def _manifest_mac(key: bytes, manifest: bytes) -> str:
+def manifest_mac(key: bytes, manifest: bytes) -> str:
+    """The HMAC-SHA256 of the manifest (hex), under the key ``keys.json`` wraps."""
     return hmac.new(key, manifest, "sha256").hexdigest()
 
 
@@ -520,5 +397,6 @@ def _json(document: Any) -> bytes:
     return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def _sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
+    """The SHA-256 of ``data`` as the manifest writes it (lower-case hex)."""
     return hashlib.sha256(data).hexdigest()

@@ -17,7 +17,7 @@ import httpx
 
 from vigil import __version__
 from vigil.config import NcmecSettings
-from vigil.evidence.ncmec import NcmecNotConfigured
+from vigil.evidence.ncmec_queue import NcmecNotConfigured
 
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
 _MAX_RESPONSE_BYTES = 1024 * 1024

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vigil.config import Settings
-from vigil.errors import Conflict, NotFound
+from vigil.errors import NotFound
 from vigil.evidence import custody, reports
 from vigil.evidence.reports import Authority, ReportStatus
 from vigil.evidence.summary import (
@@ -33,7 +33,7 @@ from vigil.evidence.summary import (
     user_facts,
     utc_text,
 )
-from vigil.store.models import AuthorityReport, Site
+from vigil.store.models import AuthorityReport
 
 # Bump when a field changes meaning or goes away (adding a field does not).
 SCHEMA = "vigil.nca-report/1"
@@ -59,13 +59,7 @@ def prepare_nca_package(
     now: datetime,
 ) -> NcaPackage:
     """The package covering every item of one uploader no NCA report covers yet."""
-    site = session.get(Site, site_id)
-    if site is None:
-        raise NotFound(f"no site with id {site_id}")
-    items = reports.pending_for(session, Authority.NCA, site_id, uploader_id)
-    if not items:
-        who = f"uploader {uploader_id!r}" if uploader_id is not None else "uploads without an id"
-        raise Conflict(f"nothing to report to the NCA for {who} on {site.name}")
+    site, items = reports.items_to_report(session, Authority.NCA, site_id, uploader_id)
     # The row first: the document names its report id, which the NCA can quote back.
     report = reports.create_report(
         session,

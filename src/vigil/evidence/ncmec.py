@@ -1,4 +1,4 @@
-"""Reports to NCMEC's CyberTipline: the ``<report>`` and ``<fileDetails>`` documents, and queueing.
+"""Reports to NCMEC's CyberTipline: the ``<report>`` and ``<fileDetails>`` documents.
 
 NCMEC validates every document against its XSD and refuses (code 4100) any element out of
 order, an empty optional element, or a URL with whitespace in it. So each document is built
@@ -7,6 +7,7 @@ out rather than sent empty. Text from uploaders (EXIF, account details) is clean
 characters XML cannot carry.
 
 One report covers one uploader: every item of theirs that no earlier NCMEC report covered.
+Queueing a report (and the settings it needs) is :mod:`vigil.evidence.ncmec_queue`.
 """
 
 from __future__ import annotations
@@ -17,16 +18,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from xml.etree.ElementTree import Element, indent, tostring
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from vigil.config import NcmecSettings, Settings
-from vigil.errors import Conflict, EvidenceError, NotFound
-from vigil.evidence import reports
-from vigil.evidence.reports import Authority, ReportStatus
+from vigil.config import Settings
 from vigil.evidence.vault import EvidenceCause
 from vigil.intake.formats import ImageFormat
-from vigil.store.models import AuthorityReport, EvidenceItem, Site
+from vigil.store.models import EvidenceItem
 
 INCIDENT_TYPE = "Child Pornography (possession, manufacture, and distribution)"
 UPLOAD_EVENT = "Upload"
@@ -50,16 +45,6 @@ _EXTENSIONS = {
     ImageFormat.HEIF: "heic",
 }
 _MEDIA_TYPES = {image_format: f"image/{image_format.value}" for image_format in ImageFormat}
-
-
-class NcmecNotConfigured(EvidenceError):
-    """CyberTipline reports are off, or a setting they need is missing."""
-
-    code = "ncmec_not_configured"
-
-
-class NothingToReport(Conflict):
-    code = "nothing_to_report"
 
 
 # --- building blocks ------------------------------------------------------------------------------
@@ -385,65 +370,4 @@ def _about_file(item: EvidenceItem) -> str:
         f"Vigil {_detection(item)}. Received {_when(item.received_at)}"
         + (f", to appear on {where}" if where else "")
         + f". Vigil submission {item.submission_id}, evidence item {item.id}."
-    )
-
-
-# --- queueing -------------------------------------------------------------------------------------
-
-
-def require_ready(settings: NcmecSettings, reporter_email: str) -> None:
-    """Refuse, saying which setting to add, when reports cannot be sent."""
-    if not settings.enabled:
-        raise NcmecNotConfigured(
-            "CyberTipline reports are off: set evidence.ncmec.enabled = true, with the "
-            "username and password NCMEC issued"
-        )
-    if not settings.username:
-        raise NcmecNotConfigured("evidence.ncmec.username is missing (NCMEC issues it)")
-    if not settings.password and settings.password_file is None:
-        raise NcmecNotConfigured(
-            "the NCMEC password is missing: set VIGIL_EVIDENCE__NCMEC__PASSWORD or "
-            "evidence.ncmec.password_file"
-        )
-    if not reporter_email.strip():
-        raise NcmecNotConfigured(
-            "evidence.reporter.email is missing: NCMEC requires the reporting person's email"
-        )
-
-
-def queue_ncmec_report(
-    session: Session,
-    settings: Settings,
-    *,
-    site_id: int,
-    uploader_id: str | None,
-    actor: str,
-    now: datetime,
-) -> AuthorityReport:
-    """A pending CyberTipline report of everything of one uploader no NCMEC report covers yet;
-    the worker sends it. The XML to send is fixed now and kept as the report's payload."""
-    require_ready(settings.evidence.ncmec, settings.evidence.reporter.email)
-    site = session.get(Site, site_id)
-    if site is None:
-        raise NotFound(f"no site with id {site_id}")
-    items = reports.pending_for(session, Authority.NCMEC, site_id, uploader_id)
-    if items:
-        # Lock the rows and look again: two people queueing at once must not make two reports.
-        ids = [item.id for item in items]
-        session.execute(select(EvidenceItem.id).where(EvidenceItem.id.in_(ids)).with_for_update())
-        items = reports.pending_for(session, Authority.NCMEC, site_id, uploader_id)
-    if not items:
-        who = f"uploader {uploader_id!r}" if uploader_id is not None else "uploads with no uploader"
-        raise NothingToReport(f"nothing of {who} on {site.name} awaits an NCMEC report")
-    return reports.create_report(
-        session,
-        authority=Authority.NCMEC,
-        site_id=site_id,
-        uploader_id=uploader_id,
-        items=items,
-        payload=report_xml(settings, site.name, uploader_id, items, now),
-        status=ReportStatus.PENDING,
-        actor=actor,
-        now=now,
-        environment=settings.evidence.ncmec.environment,
     )

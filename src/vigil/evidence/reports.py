@@ -2,6 +2,10 @@
 
 A report covers every item of one uploader on one site that no earlier report to the same
 authority covered (NCMEC asks for one report per incident and person, not one per image).
+
+Making a report locks the item rows it covers, as holds and purges do: two people reporting the
+same uploader at once make one report, and a purge either finished first (the report refuses the
+purged items) or waits until the report is recorded (and then keeps what a pending report needs).
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vigil.errors import Conflict, NotFound
 from vigil.evidence import custody
 from vigil.evidence.custody import CustodyAction
 from vigil.store import audit
-from vigil.store.models import AuthorityReport, AuthorityReportItem, EvidenceItem
+from vigil.store.models import AuthorityReport, AuthorityReportItem, EvidenceItem, Site
 
 
 class Authority(StrEnum):
@@ -35,6 +40,14 @@ class ReportStatus(StrEnum):
 
 # A report in one of these states covers its items: they are no longer pending for that authority.
 COVERING = (ReportStatus.PENDING, ReportStatus.SENT, ReportStatus.PREPARED)
+# How a refusal names the authority.
+_ADDRESSEES = {Authority.NCMEC: "NCMEC", Authority.NCA: "the NCA", Authority.POLICE: "the police"}
+
+
+class NothingToReport(Conflict):
+    """No item of the uploader awaits a report to the authority."""
+
+    code = "nothing_to_report"
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,42 @@ def pending_for(
     return []
 
 
+def items_to_report(
+    session: Session, authority: Authority, site_id: int, uploader_id: str | None
+) -> tuple[Site, list[EvidenceItem]]:
+    """The site, and one uploader's items a new report to ``authority`` would cover, locked.
+
+    Refuses (:class:`NothingToReport`) when no item awaits a report.
+    """
+    site = session.get(Site, site_id)
+    if site is None:
+        raise NotFound(f"no site with id {site_id}")
+    items = pending_for(session, authority, site_id, uploader_id)
+    if items:
+        # Lock the rows and look again: two people reporting at once must not make two reports.
+        _lock_items(session, [item.id for item in items])
+        items = pending_for(session, authority, site_id, uploader_id)
+    if not items:
+        who = f"uploader {uploader_id!r}" if uploader_id is not None else "uploads with no uploader"
+        raise NothingToReport(
+            f"nothing to report to {_ADDRESSEES[authority]} for {who} on {site.name}"
+        )
+    return site, items
+
+
+def _lock_items(session: Session, item_ids: Sequence[str]) -> dict[str, EvidenceItem]:
+    """The rows of ``item_ids``, locked until the transaction ends and read afresh."""
+    return {
+        item.id: item
+        for item in session.scalars(
+            select(EvidenceItem)
+            .where(EvidenceItem.id.in_(item_ids))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+
+
 def create_report(
     session: Session,
     *,
@@ -97,7 +146,19 @@ def create_report(
     now: datetime,
     environment: str | None = None,
 ) -> AuthorityReport:
-    """The report row, its items, a custody entry per item and an audit entry."""
+    """The report row, its items, a custody entry per item and an audit entry.
+
+    The items' rows are locked first; an item purged meanwhile is refused (:class:`Conflict`):
+    a report must never cover an image that is gone.
+    """
+    wanted = [item.id for item in items]
+    locked = _lock_items(session, wanted)
+    missing = [item_id for item_id in wanted if item_id not in locked]
+    if missing:
+        raise NotFound(f"no evidence item {', '.join(missing)}")
+    purged = [item_id for item_id in wanted if locked[item_id].purged_at is not None]
+    if purged:
+        raise Conflict(f"item {', '.join(purged)} was purged: no report can cover it")
     report = AuthorityReport(
         site_id=site_id,
         uploader_id=uploader_id,

@@ -200,6 +200,21 @@ def release_hold(
     return hold
 
 
+def uploader_item_ids(session: Session, site_id: int, uploader_id: str) -> list[str]:
+    """The ids of one uploader's unpurged items on a site, oldest first (what a hold can keep)."""
+    return list(
+        session.scalars(
+            select(EvidenceItem.id)
+            .where(
+                EvidenceItem.site_id == site_id,
+                EvidenceItem.uploader_id == uploader_id,
+                EvidenceItem.purged_at.is_(None),
+            )
+            .order_by(EvidenceItem.received_at, EvidenceItem.id)
+        )
+    )
+
+
 def active_holds(session: Session, site_id: int | None = None) -> Sequence[LegalHold]:
     query = select(LegalHold).where(LegalHold.released_at.is_(None)).order_by(LegalHold.id)
     if site_id is not None:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from vigil.api.auth import RuntimeDep
 from vigil.errors import InvalidRequest, NotFound
-from vigil.evidence import custody, nca, ncmec, retention
+from vigil.evidence import custody, nca, ncmec_queue, retention
 from vigil.evidence.custody import CustodyAction
 from vigil.evidence.reports import Authority, pending_by_uploader, reports
 from vigil.review.web import NO_NUL, PREFIX, ChildSafety, Reviewer, render
@@ -213,7 +213,7 @@ def report_to_ncmec(
 ) -> RedirectResponse:
     """Queue one CyberTipline report covering everything of this uploader not yet reported."""
     with runtime.database.write_session() as session:
-        report = ncmec.queue_ncmec_report(
+        report = ncmec_queue.queue_ncmec_report(
             session,
             runtime.settings,
             site_id=site_id,
@@ -278,20 +278,6 @@ def nca_html(report_id: _INT_ID, reviewer: ChildSafety, runtime: RuntimeDep) -> 
     return _nca_download(runtime, reviewer, report_id, "html")
 
 
-def _uploader_item_ids(session: Session, site_id: int, uploader: str) -> list[str]:
-    return list(
-        session.scalars(
-            select(EvidenceItem.id)
-            .where(
-                EvidenceItem.site_id == site_id,
-                EvidenceItem.uploader_id == uploader,
-                EvidenceItem.purged_at.is_(None),
-            )
-            .order_by(EvidenceItem.received_at, EvidenceItem.id)
-        )
-    )
-
-
 @router.post("/holds")
 def place_hold(
     reviewer: ChildSafety,
@@ -308,7 +294,7 @@ def place_hold(
     with runtime.database.write_session() as session:
         _require_site(session, site_id)
         if uploader:
-            found = _uploader_item_ids(session, site_id, uploader)
+            found = retention.uploader_item_ids(session, site_id, uploader)
             if not found:
                 raise NotFound(f"uploader {uploader!r} has no evidence kept on this site")
             listed = [*found, *listed]

@@ -33,13 +33,8 @@ from vigil.evidence.cybertipline import (
     Retracted,
     UploadAltered,
 )
-from vigil.evidence.ncmec import (
-    NcmecNotConfigured,
-    file_details_xml,
-    media_type,
-    original_file_name,
-    require_ready,
-)
+from vigil.evidence.ncmec import file_details_xml, media_type, original_file_name
+from vigil.evidence.ncmec_queue import NcmecNotConfigured, require_ready
 from vigil.evidence.reports import Authority, ReportStatus, report_items
 from vigil.evidence.vault import Vault
 from vigil.store import audit, leases
