@@ -50,7 +50,7 @@ class Runtime:
         classifiers = ClassifierSuite.from_settings(settings)
         screener = Screener(settings, matcher, classifiers=classifiers)
         clock = clock or SystemClock()
-        vault = Vault(settings)
+        vault = Vault(settings, database)
         screening = ScreeningService(screener, database, images, metrics, vault, clock)
         return cls(
             settings,

@@ -257,7 +257,8 @@ class ScreeningService:
                 earlier = self._earlier_submission(site, idempotency_key, digest)
                 if earlier is not None:
                     return ScreeningOutcome(earlier, replayed=True)
-            log.exception("the screening could not be recorded")
+            # Not the exception itself: its text carries the row's values (IP, account details).
+            log.error("the screening could not be recorded: %s", type(error.orig).__name__)
             raise ScreeningUnavailable("the screening could not be recorded") from error
         except SQLAlchemyError as error:
             self._discard(image_path, evidence)

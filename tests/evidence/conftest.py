@@ -67,7 +67,12 @@ class VaultSite:
         **context: Any,
     ) -> EvidenceItem:
         """Make ``known_image(seed)`` known illegal, upload it, and return the vault item."""
-        data = known_image(seed)
+        return self.preserve_bytes(known_image(seed), uploader, **context)
+
+    def preserve_bytes(
+        self, data: bytes, uploader: str | None = "attacker-1", **context: Any
+    ) -> EvidenceItem:
+        """Make ``data`` known illegal, upload it, and return the vault item."""
         with self.runtime.database.write_session() as session:
             bank = session.scalar(select(Bank).where(Bank.name == KNOWN_BANK))
             if bank is None:

@@ -5,7 +5,8 @@ and checks its elements against the schema's order (4100 when one is out of orde
 NCMEC does), hands out report ids, takes multipart uploads (fields ``id`` and ``file``) and
 answers with a file id and the MD5 it received, accepts file details only for that report's
 files, answers ``/finish`` with every file id, and 5102 to a second finish. A test can make one
-step fail once (HTTP 500, response code 1000, a wrong MD5, or failing *after* doing the work).
+step fail once (HTTP 500, response code 1000, a wrong MD5, or failing *after* doing the work),
+or hold the next request for a step until it lets it go (a slow answer).
 
 The element orders below are copied from the facts file on NCMEC's XSD, independently of the
 code under test.
@@ -166,12 +167,22 @@ class Failure:
 
 
 @dataclass
+class Pause:
+    """The next request for ``step``, held on arrival (before it takes effect) until released."""
+
+    step: str
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class CyberTiplineServer:
     base_url: str = ""
     reports: dict[int, OpenReport] = field(default_factory=dict)
     calls: list[tuple[str, int]] = field(default_factory=list)  # (step, HTTP status)
     failures: list[Failure] = field(default_factory=list)
     always_fail: set[str] = field(default_factory=set)
+    pauses: dict[str, Pause] = field(default_factory=dict)
     password: str = PASSWORD
     doctype_answers: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -180,6 +191,11 @@ class CyberTiplineServer:
     def fail_once(self, step: str, kind: str = "http500") -> None:
         with self.lock:
             self.failures.append(Failure(step, kind))
+
+    def pause(self, step: str) -> Pause:
+        with self.lock:
+            held = self.pauses[step] = Pause(step)
+        return held
 
     def steps(self, step: str) -> int:
         with self.lock:
@@ -199,6 +215,11 @@ class CyberTiplineServer:
         return None
 
     def handle(self, step: str, headers: dict[str, str], body: bytes) -> tuple[int, str]:
+        with self.lock:
+            pause = self.pauses.pop(step, None)
+        if pause is not None:  # waits outside the lock: other requests go on meanwhile
+            pause.arrived.set()
+            pause.released.wait(timeout=60)
         with self.lock:
             expected = base64.b64encode(f"{USERNAME}:{self.password}".encode()).decode()
             if headers.get("authorization") != f"Basic {expected}":

@@ -11,14 +11,14 @@ import stat
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from tests.evidence.conftest import VaultSite, known_image
+from tests.evidence.conftest import VaultSite, known_image, open_vault_site
 from vigil.errors import (
     Conflict,
     EvidenceIntegrityError,
@@ -30,7 +30,7 @@ from vigil.errors import (
 from vigil.evidence import bundle, bundle_open, custody, retention
 from vigil.evidence.bundle import BundleResult
 from vigil.evidence.custody import entry_hash
-from vigil.evidence.vault import Accessor
+from vigil.evidence.vault import Accessor, Vault
 from vigil.roles import UserRole
 from vigil.store.models import AuditEvent, CustodyEntry, EvidenceItem
 
@@ -48,20 +48,20 @@ def export(
     accessor: Accessor = CHILD_SAFETY,
     passphrase: str | None = PASSPHRASE,
     clear_images: bool = False,
+    vault: Vault | None = None,
 ) -> BundleResult:
-    with site.runtime.database.write_session() as session:
-        return bundle.export_bundle(
-            session,
-            site.runtime.vault,
-            items=bundle.find_items(session, [item.id for item in items]),
-            case=CASE,
-            accessor=accessor,
-            out=out,
-            passphrase=passphrase,
-            clear_images=clear_images,
-            settings=site.settings,
-            now=site.clock.now(),
-        )
+    return bundle.export_bundle(
+        site.runtime.database,
+        vault or site.runtime.vault,
+        item_ids=[item.id for item in items],
+        case=CASE,
+        accessor=accessor,
+        out=out,
+        passphrase=passphrase,
+        clear_images=clear_images,
+        settings=site.settings,
+        now=site.clock.now(),
+    )
 
 
 def bundle_of_one(
@@ -91,6 +91,10 @@ def rewritten(archive: Path, target: Path, name: str, change: Callable[[bytes], 
 def flip_middle_byte(data: bytes) -> bytes:
     middle = len(data) // 2
     return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def counts(site: VaultSite) -> tuple[int, int]:
@@ -414,12 +418,13 @@ def test_custody_json_entries_check_by_the_readme_rule_and_end_at_the_head(
     first = vault_site.preserve(1)
     vault_site.preserve(2)  # another item's entries fall between, and stay out of the bundle
     archive = tmp_path / "bundle.zip"
-    export(vault_site, [first], archive)
+    result = export(vault_site, [first], archive)
 
     document = json.loads(members(archive)["custody.json"])
 
     entries = document["entries"]
-    assert [entry["action"] for entry in entries] == ["stored", "exported"]
+    # The log as the export began: the bundle's own `exported` entry follows in the log.
+    assert [entry["action"] for entry in entries] == ["stored"]
     assert {entry["item_id"] for entry in entries} == {first.id}
     for entry in entries:
         canonical = json.dumps(
@@ -453,8 +458,14 @@ def test_custody_json_entries_check_by_the_readme_rule_and_end_at_the_head(
             )
             == entries[-1]["entry_hash"]
         )
-    assert document["chain_head"] == {"entry": head[0], "hash": head[1]}
-    assert document["chain_head"]["entry"] == entries[-1]["id"]
+        exported = [e for e in custody.entries_for(session, first.id) if e.action == "exported"]
+    # The export's entry comes right after the head the bundle names, and names the bundle's
+    # manifest, so the provider's log ties this exact bundle to its making.
+    assert [(e.id, e.previous_hash) for e in exported] == [
+        (document["chain_head"]["entry"] + 1, document["chain_head"]["hash"])
+    ]
+    assert exported[0].details["manifest_sha256"] == result.manifest_sha256
+    assert head == (exported[0].id, exported[0].entry_hash)
 
 
 def test_the_summary_lists_items_holds_and_custody_without_any_image(
@@ -486,4 +497,203 @@ def test_the_summary_lists_items_holds_and_custody_without_any_image(
     assert "<script" not in page.lower()
     assert "<img" not in page.lower()
     assert "hold_placed" in page
-    assert "exported" in page
+    assert "stored" in page
+
+
+class HookedVault(Vault):
+    """The site's vault, running ``during`` as the exporter reads each sealed file: what another
+    request does while the archive is being built."""
+
+    def __init__(self, site: VaultSite, during: Callable[[], None]) -> None:
+        super().__init__(site.settings, site.runtime.database)
+        self._during = during
+
+    def read_blob(self, item: EvidenceItem) -> bytes:
+        self._during()
+        return super().read_blob(item)
+
+
+@pytest.fixture
+def impatient_site(tmp_path: Path, database_url: str | None) -> Iterator[VaultSite]:
+    """A site on SQLite and PostgreSQL whose writers give up on a held lock within a second, so
+    an export holding the write lock would make a screening fail here instead of wait."""
+    if database_url is None:
+        opened = open_vault_site(tmp_path / "data", None, database_lock_timeout_seconds=1)
+    else:  # the fixture's URL ends in libpq's `options`: one more setting joins it
+        opened = open_vault_site(tmp_path / "data", f"{database_url}%20-clock_timeout%3D1000")
+    yield opened
+    opened.runtime.close()
+
+
+@pytest.mark.parametrize("clear", [False, True])
+def test_screening_goes_on_while_the_archive_is_built(
+    impatient_site: VaultSite, tmp_path: Path, clear: bool
+) -> None:
+    """The export holds no transaction while it reads, decrypts and writes: a screening run from
+    inside it (SQLite's write lock, PostgreSQL's custody head lock) completes, and the export is
+    recorded after it, in its own short transaction."""
+    site = impatient_site
+    first, second = site.preserve(1), site.preserve(2)
+    screened: list[EvidenceItem] = []
+
+    def screen_another_upload() -> None:
+        site.runtime.database.ping()  # what the API checks before screening (else a 503)
+        screened.append(site.preserve(10 + len(screened), "attacker-2"))
+
+    archive = tmp_path / "bundle.zip"
+    result = export(
+        site,
+        [first, second],
+        archive,
+        passphrase=None if clear else PASSPHRASE,
+        clear_images=clear,
+        vault=HookedVault(site, screen_another_upload),
+    )
+
+    assert len(screened) == 2
+    with site.runtime.database.session() as session:
+        last_stored = max(
+            entry.id for item in screened for entry in custody.entries_for(session, item.id)
+        )
+        exported = [
+            entry
+            for item in (first, second)
+            for entry in custody.entries_for(session, item.id)
+            if entry.action == "exported"
+        ]
+    assert [entry.details["decrypted"] for entry in exported] == [clear, clear]
+    assert all(entry.id > last_stored for entry in exported)
+    assert all(entry.details["archive_sha256"] == result.archive_sha256 for entry in exported)
+    # The bundle shows the log as it stood when the export began, before those screenings.
+    assert json.loads(members(archive)["custody.json"])["chain_head"]["entry"] < last_stored
+    opened = bundle_open.open_bundle(
+        archive,
+        None if clear else PASSPHRASE,
+        tmp_path / "opened",
+        manifest_sha256=result.manifest_sha256,
+    )
+    assert sorted(path.read_bytes() for path in opened) == sorted([known_image(1), known_image(2)])
+
+
+@pytest.mark.parametrize("clear", [False, True])
+def test_a_failure_while_building_leaves_no_file_and_records_nothing(
+    sqlite_vault_site: VaultSite, tmp_path: Path, clear: bool
+) -> None:
+    site = sqlite_vault_site
+    first, second = site.preserve(1), site.preserve(2)
+    assert second.file_path is not None
+    sealed = site.runtime.vault.files.root / second.file_path
+    sealed.write_bytes(flip_middle_byte(sealed.read_bytes()))  # found after the first is written
+    before = counts(site)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    with pytest.raises(EvidenceIntegrityError, match=second.id):
+        export(
+            site,
+            [first, second],
+            out / "bundle.zip",
+            passphrase=None if clear else PASSPHRASE,
+            clear_images=clear,
+        )
+
+    assert list(out.iterdir()) == []  # no bundle, and no temporary file with images in it
+    assert counts(site) == before
+
+
+def test_a_file_made_at_the_name_while_building_is_kept_and_nothing_is_recorded(
+    sqlite_vault_site: VaultSite, tmp_path: Path
+) -> None:
+    site = sqlite_vault_site
+    item = site.preserve(1)
+    before = counts(site)
+    out = tmp_path / "out"
+    out.mkdir()
+    archive = out / "bundle.zip"
+
+    def someone_writes_the_file() -> None:
+        archive.write_bytes(b"someone else's file")
+
+    with pytest.raises(Conflict, match="exists already"):
+        export(site, [item], archive, vault=HookedVault(site, someone_writes_the_file))
+
+    assert archive.read_bytes() == b"someone else's file"
+    assert list(out.iterdir()) == [archive]
+    assert counts(site) == before
+
+
+def test_a_clear_bundle_opens_only_with_the_noted_manifest_hash_or_when_asked_unverified(
+    sqlite_vault_site: VaultSite, tmp_path: Path
+) -> None:
+    """With no HMAC, only the hash noted at export proves the manifest: a swapped image with a
+    manifest rewritten to match is otherwise indistinguishable from the real bundle."""
+    item, archive, result = bundle_of_one(
+        sqlite_vault_site, tmp_path, passphrase=None, clear_images=True
+    )
+    swapped = known_image(7)
+    name = f"images/{item.id}.jpg"
+    manifest = json.loads(members(archive)["manifest.json"])
+    manifest["files"][name] = manifest["items"][0]["file_sha256"] = sha256(swapped)
+    manifest["items"][0]["sha256"] = sha256(swapped)
+    step = rewritten(archive, tmp_path / "step.zip", name, lambda _data: swapped)
+    forged = rewritten(
+        step, tmp_path / "forged.zip", "manifest.json", lambda _: json.dumps(manifest).encode()
+    )
+
+    for bundle_file in (archive, forged):
+        with pytest.raises(InvalidRequest, match="give the manifest SHA-256 printed when"):
+            bundle_open.open_bundle(bundle_file, None, tmp_path / "opened")
+    assert not (tmp_path / "opened").exists()
+    with pytest.raises(EvidenceIntegrityError, match="noted at export"):
+        bundle_open.open_bundle(
+            forged, None, tmp_path / "opened", manifest_sha256=result.manifest_sha256
+        )
+    # Asked for explicitly, the forgery opens: that is what "unverified" means.
+    opened = bundle_open.open_bundle(forged, None, tmp_path / "opened", unverified=True)
+    assert [path.read_bytes() for path in opened] == [swapped]
+
+
+def test_an_encrypted_bundle_stripped_of_its_keys_needs_the_noted_hash_too(
+    sqlite_vault_site: VaultSite, tmp_path: Path
+) -> None:
+    """Removing keys.json and manifest.hmac (to pass as a clear bundle) removes no check."""
+    _, archive, _ = bundle_of_one(sqlite_vault_site, tmp_path)
+    stripped = tmp_path / "stripped.zip"
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(stripped, "w") as copy:
+        for info in source.infolist():
+            if info.filename not in ("keys.json", "manifest.hmac"):
+                copy.writestr(info, source.read(info))
+
+    with pytest.raises(InvalidRequest, match="--manifest-sha256"):
+        bundle_open.open_bundle(stripped, None, tmp_path / "opened")
+
+
+def test_an_archive_declaring_gigabytes_is_refused_before_anything_is_read(
+    sqlite_vault_site: VaultSite, tmp_path: Path
+) -> None:
+    """A zip bomb: a few bytes whose header says they unpack to more than the limit."""
+    _, archive, result = bundle_of_one(sqlite_vault_site, tmp_path)
+    raw = bytearray(archive.read_bytes())
+    central = raw.index(b"PK\x01\x02")  # the first file's entry in the central directory
+    raw[central + 24 : central + 28] = (0xFFFFFFFE).to_bytes(4, "little")  # uncompressed size
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(bytes(raw))
+    with zipfile.ZipFile(bomb) as opened:
+        assert sum(info.file_size for info in opened.infolist()) > bundle_open.MAX_UNPACKED_BYTES
+
+    with pytest.raises(EvidenceIntegrityError, match=r"unpacks to .* more than a bundle's limit"):
+        bundle_open.open_bundle(
+            bomb, PASSPHRASE, tmp_path / "opened", manifest_sha256=result.manifest_sha256
+        )
+    assert not (tmp_path / "opened").exists()
+
+
+def test_an_archive_of_too_many_files_is_refused(tmp_path: Path) -> None:
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as archive:
+        archive.writestr("keys.json", b"{}")
+        for number in range(bundle_open.MAX_MEMBERS):
+            archive.writestr(f"images/{number}.vge", b"")
+
+    with pytest.raises(EvidenceIntegrityError, match="more than a bundle's limit of 10000"):
+        bundle_open.open_bundle(many, PASSPHRASE, tmp_path / "opened")

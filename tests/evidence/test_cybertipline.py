@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.evidence.conftest import VaultSite, known_image, open_vault_site
 from tests.evidence.ncmec_server import PASSWORD, USERNAME, CyberTiplineServer, cybertipline_server
@@ -25,9 +25,9 @@ from vigil.evidence import custody
 from vigil.evidence.cybertipline import CyberTipline, CyberTiplineError, retryable_code
 from vigil.evidence.ncmec_queue import NcmecNotConfigured, queue_ncmec_report
 from vigil.evidence.reports import NothingToReport, report_items
-from vigil.evidence.retention import purge_expired
+from vigil.evidence.retention import place_hold, purge_expired
 from vigil.store.models import AuditEvent, AuthorityReport, AuthorityReportItem, EvidenceItem
-from vigil.workers.authority_reports import CyberTiplineSender
+from vigil.workers.authority_reports import CyberTiplineSender, SendOutcome
 
 REPORTER = {
     "organisation": "Parents Forum Ltd",
@@ -177,6 +177,175 @@ def test_workers_polling_at_once_send_a_report_once(
     assert sum(attempted) == 1
     assert server.steps("submit") == 1
     assert len(server.finished_reports()) == 1
+
+
+# --- an attempt whose lease runs out -------------------------------------------------------------
+
+
+@pytest.fixture
+def patient_site(
+    tmp_path: Path, database_url: str | None, server: CyberTiplineServer
+) -> Iterator[VaultSite]:
+    """A reporting site whose client waits a minute for an answer, so a test can hold one."""
+    opened = reporting_site(tmp_path, database_url, server, timeout_seconds=60)
+    yield opened
+    opened.runtime.close()
+
+
+def take_over_while_held(
+    site: VaultSite, server: CyberTiplineServer, step: str
+) -> tuple[SendOutcome, SendOutcome]:
+    """The first sender's request for ``step`` hangs past its lease; a second sender takes the
+    report over and finishes, then the first one's answer arrives. Returns (first, second)."""
+    held = server.pause(step)
+    first, second = sender(site), sender(site)
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            slow = pool.submit(first.send_due_reports)
+            assert held.arrived.wait(30), f"the first sender never reached {step}"
+            site.clock.advance(minutes=10)  # its lease (8 minutes at most) has run out
+            [taken_over] = second.send_due_reports()
+        finally:
+            held.released.set()
+        [stopped] = slow.result(timeout=60)
+    return stopped, taken_over
+
+
+def sent_events(site: VaultSite, report_id: int) -> list[str]:
+    with site.runtime.database.session() as session:
+        return list(
+            session.scalars(
+                select(AuditEvent.action).where(
+                    AuditEvent.subject == str(report_id), AuditEvent.action == "report.ncmec.sent"
+                )
+            )
+        )
+
+
+def test_a_sender_whose_lease_ran_out_stops_once_another_took_the_report_over(
+    patient_site: VaultSite, server: CyberTiplineServer
+) -> None:
+    site = patient_site
+    first_item, second_item = site.preserve(121), site.preserve(122)
+    report = queue(site)
+
+    stopped, taken_over = take_over_while_held(site, server, "fileinfo")
+
+    assert taken_over.status == "sent"
+    assert stopped.status == "pending"
+    assert stopped.error is not None
+    assert "another attempt took the report over" in stopped.error
+    [filed] = server.reports.values()
+    assert filed.finished
+    assert sorted(filed.files.values()) == sorted([known_image(121), known_image(122)])
+    # The first sender uploaded one file, the second the other; the first, refused its
+    # checkpoint after the held description, called NCMEC no more: no upload, no finish.
+    assert (server.steps("submit"), server.steps("upload"), server.steps("finish")) == (1, 2, 1)
+    sent = stored(site, report.id)
+    assert (sent.status, sent.external_id) == ("sent", str(filed.report_id))
+    assert (sent.attempts, sent.lease_until, sent.last_error) == (1, None, None)
+    assert sent.progress["finished"] is True
+    assert sent_events(site, report.id) == ["report.ncmec.sent"]
+    with site.runtime.database.session() as session:
+        for item in (first_item, second_item):
+            entries = custody.entries_for(session, item.id)
+            exported = [entry for entry in entries if entry.action == "exported"]
+            sent_entries = [entry for entry in entries if entry.details.get("status") == "sent"]
+            assert (len(exported), len(sent_entries)) == (1, 1)
+
+
+def test_an_upload_cut_off_by_a_takeover_makes_the_new_sender_start_over(
+    patient_site: VaultSite, server: CyberTiplineServer
+) -> None:
+    site = patient_site
+    site.preserve(131)
+    site.preserve(132)
+    report = queue(site)
+
+    stopped, taken_over = take_over_while_held(site, server, "upload")
+
+    assert (stopped.status, taken_over.status) == ("pending", "sent")
+    abandoned, filed = sorted(server.reports.values(), key=lambda open_: open_.report_id)
+    # Whether the held upload would land was unknown, so that report was withdrawn, and the
+    # upload, arriving late, found it gone.
+    assert abandoned.retracted
+    assert abandoned.files == {}
+    assert filed.finished
+    assert sorted(filed.files.values()) == sorted([known_image(131), known_image(132)])
+    assert server.steps("finish") == 1
+    sent = stored(site, report.id)
+    assert sent.external_id == str(filed.report_id)
+    [why] = sent.progress["abandoned"]
+    assert why["report_id"] == str(abandoned.report_id)
+    assert "outcome is unknown" in why["why"]
+    assert sent_events(site, report.id) == ["report.ncmec.sent"]
+
+
+def test_settling_a_report_takes_item_rows_before_the_custody_head(
+    tmp_path: Path, postgres_url: str, server: CyberTiplineServer
+) -> None:
+    """A hold locks its items, then the custody head; settling must not hold the head while it
+    waits for an item, or the two deadlock (PostgreSQL aborts one of them)."""
+    site = reporting_site(tmp_path, postgres_url, server)
+    try:
+        site.preserve(141)
+        site.preserve(142)
+        report = queue(site)
+        site.clock.advance(days=1)  # so settling lengthens the items' retention
+        database = site.runtime.database
+        with database.session() as session:
+            # The item the sender comes to last: item by item, it would hold the head by then.
+            second = report_items(session, report.id)[-1]
+        with ThreadPoolExecutor(1) as pool:
+            with database.session() as holding:
+                holding.scalars(
+                    select(EvidenceItem).where(EvidenceItem.id == second.id).with_for_update()
+                ).all()
+                sending = pool.submit(sender(site).send_due_reports)
+                wait_until(lambda: waiting_for_locks(site) > 0, what="the sender to wait")
+                place_hold(
+                    holding,
+                    site_id=site.site.id,
+                    case_name="Operation Example",
+                    reason="police request",
+                    item_ids=[second.id],
+                    actor="user:tess",
+                    now=site.clock.now(),
+                )
+            [outcome] = sending.result(timeout=60)
+        assert outcome.status == "sent"
+        assert stored(site, report.id).status == "sent"
+        with database.session() as session:
+            assert list(custody.check_chain(session)) == []
+    finally:
+        site.runtime.close()
+
+
+def waiting_for_locks(site: VaultSite) -> int:
+    with site.runtime.database.session() as session:
+        waiting = session.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+    return int(waiting or 0)
+
+
+def test_senders_at_once_on_different_reports_all_send_and_keep_the_chain_whole(
+    site: VaultSite, server: CyberTiplineServer
+) -> None:
+    uploaders = [f"attacker-{number}" for number in range(6)]
+    for number, uploader in enumerate(uploaders):
+        site.preserve(150 + number, uploader=uploader)
+    reports = [queue(site, uploader) for uploader in uploaders]
+    workers = [sender(site) for _ in range(3)]
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        # Each claims the reports the others have not: three sends write at once.
+        attempted = list(pool.map(lambda worker: worker.send_due(), workers))
+
+    assert sum(attempted) == len(reports)
+
+    assert [stored(site, report.id).status for report in reports] == ["sent"] * len(reports)
+    assert len(server.finished_reports()) == len(reports)
+    with site.runtime.database.session() as session:
+        assert list(custody.check_chain(session)) == []
 
 
 def test_a_reported_item_is_kept_a_year_after_the_report(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import stat
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def export(
 ) -> Result:
     """``vigil evidence export`` of ``items``; with ``secrets``, the password and passphrase
     files (otherwise they come from the environment or the prompts)."""
-    files = (
+    files: list[str | Path] = (
         [] if secrets is None else ["--password-file", secrets[0], "--passphrase-file", secrets[1]]
     )
     return invoke(*export_args(site, user, out, *items), *files, env=env, stdin=stdin)
@@ -241,7 +242,14 @@ def test_report_nca_writes_the_json_and_the_summary_per_uploader(
     site.preserve(2, "attacker-1")
     site.preserve(3, "attacker-2")
     out = tmp_path / "nca"
-    common = ["--site", SITE_NAME, "--out", out, "--data-dir", site.settings.data_dir]
+    common: list[str | Path] = [
+        "--site",
+        SITE_NAME,
+        "--out",
+        out,
+        "--data-dir",
+        site.settings.data_dir,
+    ]
 
     one = invoke("evidence", "report", "nca", "--uploader", "attacker-1", *common)
     rest = invoke("evidence", "report", "nca", "--all", *common)
@@ -272,3 +280,58 @@ def test_report_nca_writes_the_json_and_the_summary_per_uploader(
         page = (out / f"nca-report-{report_id}.html").read_text()
         assert f"National Crime Agency: {report_id}" in page
     assert [report.uploader_id for report in stored.values()] == ["attacker-1", "attacker-2"]
+
+
+def test_open_bundle_of_clear_images_needs_the_printed_manifest_hash_or_unverified(
+    site: VaultSite, secrets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    item = site.preserve(1)
+    archive = tmp_path / "bundle.zip"
+    done = invoke(
+        *export_args(site, "casey", archive, item),
+        "--clear-images",
+        "--password-file",
+        secrets[0],
+    )
+    assert done.exit_code == 0, done.output
+    noted = done.output.split("manifest sha256: ")[1].split()[0]
+
+    def open_into(folder: str, *options: str) -> Result:
+        return invoke("evidence", "open-bundle", archive, "--out", tmp_path / folder, *options)
+
+    refused = open_into("refused")
+    proven = open_into("proven", "--manifest-sha256", noted.upper())
+    unproven = open_into("unproven", "--unverified")
+
+    assert refused.exit_code == 1
+    assert "give the manifest SHA-256 printed when it was exported" in refused.output
+    assert "Traceback" not in refused.output
+    assert not (tmp_path / "refused").exists()
+    assert proven.exit_code == 0, proven.output
+    assert "every file and the manifest check out" in proven.output
+    assert "UNVERIFIED" not in proven.output
+    assert (tmp_path / "proven" / f"{item.id}.jpg").read_bytes() == known_image(1)
+    assert unproven.exit_code == 0, unproven.output
+    assert "WARNING: UNVERIFIED" in unproven.output
+    assert "check out" not in unproven.output
+    assert (tmp_path / "unproven" / f"{item.id}.jpg").read_bytes() == known_image(1)
+
+
+def test_open_bundle_refuses_a_zip_bomb_with_a_message(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w") as archive:
+        archive.writestr("keys.json", b"{}")
+        archive.writestr("manifest.json", b"x")
+    raw = bytearray(bomb.read_bytes())
+    central = raw.rindex(b"PK\x01\x02")  # manifest.json's entry in the central directory
+    raw[central + 24 : central + 28] = (0xFFFFFFFE).to_bytes(4, "little")  # claims ~4 GiB
+    bomb.write_bytes(bytes(raw))
+
+    refused = invoke(
+        "evidence", "open-bundle", bomb, "--out", tmp_path / "opened", stdin=PASSPHRASE + "\n"
+    )
+
+    assert refused.exit_code == 1
+    assert "more than a bundle's limit" in refused.output
+    assert "Traceback" not in refused.output
+    assert not (tmp_path / "opened").exists()

@@ -13,7 +13,8 @@ from tests.evidence.conftest import VaultSite, known_image, open_vault_site
 from vigil.errors import EvidenceIntegrityError, EvidenceKeyError
 from vigil.evidence import custody
 from vigil.evidence.crypto import MasterKey
-from vigil.evidence.rotation import RotationResult, keys_in_use, rotate_master_key
+from vigil.evidence.rotation import RotationResult, rotate_master_key
+from vigil.evidence.vault import keys_in_use
 from vigil.evidence.verify import verify_vault
 from vigil.store.models import EvidenceItem
 

@@ -8,14 +8,18 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import func, select
 
 from tests.evidence.conftest import VaultSite, known_image, open_vault_site
+from tests.images import encode, make_photo
 from vigil.api import create_app
-from vigil.errors import EvidenceIntegrityError, ScreeningUnavailable
+from vigil.errors import EvidenceIntegrityError, EvidenceKeyError, ScreeningUnavailable
 from vigil.evidence import custody
 from vigil.evidence.crypto import MasterKey
+from vigil.evidence.verify import verify_vault
 from vigil.policy import UploaderContext
+from vigil.runtime import Runtime
 from vigil.store.models import EvidenceItem, Submission
 
 
@@ -113,3 +117,36 @@ def test_readiness_fails_while_the_vault_has_no_master_key(tmp_path: Path) -> No
     assert "evidence vault" in down.text
     assert up.status_code == 200
     assert up.json()["evidence_vault"]["master_key_id"] == MasterKey.read(missing).id
+
+
+def test_exif_numbers_a_database_rewrites_still_verify_clean(vault_site: VaultSite) -> None:
+    """PostgreSQL's JSONB gives 1e16 back as an integer and -0.0 as 0: kept as text, the digest
+    the custody chain fixed at storage still matches what the database returns."""
+    picture = make_photo(320, 240, seed=40)
+    tags = Image.Exif()
+    tags[0x010F] = "Stand-in Camera Co"
+    tags[0xC000] = 1e16  # a private tag: Pillow writes a float as a DOUBLE
+    tags[0xC001] = -0.0
+    data = encode(picture, "JPEG", quality=90, exif=tags.tobytes())
+    item = vault_site.preserve_bytes(data, "float-uploader")
+
+    assert item.exif["Image.0xc000"] == "1e+16"
+    with vault_site.runtime.database.session() as session:
+        report = verify_vault(session, vault_site.runtime.vault, decrypt=True)
+    assert report.problems == []
+
+
+def test_a_missing_default_key_file_is_never_replaced_while_items_need_it(
+    sqlite_vault_site: VaultSite,
+) -> None:
+    item = sqlite_vault_site.preserve(41)
+    key_file = sqlite_vault_site.settings.data_dir / "evidence.key"
+    key_file.unlink()
+
+    reopened = Runtime.open(sqlite_vault_site.settings, clock=sqlite_vault_site.clock)
+    try:
+        with pytest.raises(EvidenceKeyError, match="restore the file from its backup"):
+            reopened.vault.open_image(item)
+        assert not key_file.exists()
+    finally:
+        reopened.close()

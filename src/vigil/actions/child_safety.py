@@ -14,7 +14,12 @@ from vigil.actions.submissions import apply_review_decision
 from vigil.actions.uploaders import suspend_uploader
 from vigil.config import Settings
 from vigil.errors import Conflict
-from vigil.evidence.vault import EvidenceCause, Vault, find_item_for_submission
+from vigil.evidence.vault import (
+    EvidenceCause,
+    Vault,
+    find_item_for_submission,
+    reason_matches,
+)
 from vigil.matching.banks import BankAction
 from vigil.policy import Verdict
 from vigil.policy.decision import CHILD_SAFETY
@@ -126,7 +131,7 @@ def _preserve(
         sealed,
         submission=submission,
         cause=EvidenceCause.CONFIRMED_ILLEGAL,
-        matches=[reason for reason in submission.reasons if reason.get("code") == "bank_match"],
+        matches=reason_matches(submission.reasons),
         actor=actor,
         now=now,
     )

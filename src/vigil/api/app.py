@@ -11,10 +11,12 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from vigil import __version__, review
+from vigil.actions.incidents import SYSTEM_ACTOR
 from vigil.api.errors import install_error_handlers
 from vigil.api.limits import BodySizeLimit
 from vigil.api.routes import banks, health, lockdown, reports, screen, sites, submissions
 from vigil.errors import EvidenceKeyError
+from vigil.evidence.adopt import adopt_plain_copies
 from vigil.evidence.retention import PurgeJob
 from vigil.lockdown.monitor import LockdownMonitor
 from vigil.runtime import Runtime
@@ -38,7 +40,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         runtime.matcher.refresh()  # load the index before the first upload, not during it
         # Models load now; one that cannot is logged with what to do, and /readyz reports it.
         await anyio.to_thread.run_sync(runtime.classifiers.load)
-        _open_vault(runtime)
+        await anyio.to_thread.run_sync(_open_vault, runtime)
         worker = None
         if settings.workers.embedded:
             deliverer = WebhookDeliverer(runtime.database, settings.webhooks, runtime.metrics)
@@ -117,3 +119,6 @@ def _open_vault(runtime: Runtime) -> None:
         )
     else:
         log.info("evidence vault ready (master key %s)", key_id)
+        adopt_plain_copies(
+            runtime.database, runtime.vault, runtime.images, runtime.clock, actor=SYSTEM_ACTOR
+        )

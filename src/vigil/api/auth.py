@@ -24,6 +24,14 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+def wake_worker(request: Request) -> None:
+    """Something to deliver was just written (a webhook, a page, a report): the embedded worker
+    sends it now rather than at its next poll."""
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.wake()
+
+
 def require(role: Role) -> Callable[..., Principal]:
     """A dependency admitting keys whose role includes ``role``."""
 

@@ -34,7 +34,7 @@ from vigil.evidence import custody, retention, rotation
 from vigil.evidence.crypto import MasterKey
 from vigil.evidence.custody import CustodyAction
 from vigil.evidence.reports import COVERING
-from vigil.evidence.vault import Vault
+from vigil.evidence.vault import Vault, keys_in_use
 from vigil.evidence.verify import snapshot_session, verify_vault
 from vigil.store import audit
 from vigil.store.models import AuthorityReport, AuthorityReportItem, EvidenceItem, Site
@@ -249,7 +249,7 @@ def verify(
     """
     noted = _parse_head(expect_head) if expect_head is not None else None
     settings, database = open_database(data_dir, config)
-    vault = Vault(settings)
+    vault = Vault(settings, database)
     with snapshot_session(database) as session:
         report = verify_vault(session, vault, expect_head=noted, decrypt=decrypt)
     decrypted = f", {report.decrypted} decrypted" if decrypt else ""
@@ -294,7 +294,7 @@ def verify(
 def rotate_key(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Re-wrap every item key with the current master key (images are not touched)."""
     settings, database = open_database(data_dir, config)
-    vault = Vault(settings)
+    vault = Vault(settings, database)
     result = rotation.rotate_master_key(database, vault, actor=actor(), now=SystemClock().now())
     current = vault.keyring.current.id
     console.print(
@@ -302,7 +302,7 @@ def rotate_key(data_dir: DataDir = None, config: ConfigFile = None) -> None:
         f"({result.already_current} already were)"
     )
     with database.session() as session:
-        older = {key: n for key, n in rotation.keys_in_use(session).items() if key != current}
+        older = {key: n for key, n in keys_in_use(session).items() if key != current}
     if older:  # only if items were added under an old key while this ran
         console.print(f"still wrapped by older keys: {older}; run rotate-key again")
     else:
@@ -322,7 +322,7 @@ def purge(
     The server does this every evidence.purge_interval_minutes; this runs it now.
     """
     settings, database = open_database(data_dir, config)
-    vault = Vault(settings)
+    vault = Vault(settings, database)
     now = SystemClock().now()
     purged: list[str] = []
     kept: dict[str, None] = {}

@@ -147,30 +147,26 @@ def export(
                 hide_input=True,
                 confirmation_prompt=True,
             )
-        result: bundle.BundleResult | None = None
-        try:
-            with database.write_session() as session:
-                result = bundle.export_bundle(
-                    session,
-                    Vault(settings),
-                    items=bundle.find_items(session, items),
-                    case=case,
-                    accessor=accessor,
-                    out=out,
-                    passphrase=passphrase,
-                    clear_images=clear_images,
-                    settings=settings,
-                    now=SystemClock().now(),
-                )
-        except BaseException:
-            if result is not None:  # written, but its custody entries were not committed
-                result.path.unlink(missing_ok=True)
-            raise
+        # No transaction around it: export_bundle keeps its own short, so screening goes on.
+        result = bundle.export_bundle(
+            database,
+            Vault(settings, database),
+            item_ids=items,
+            case=case,
+            accessor=accessor,
+            out=out,
+            passphrase=passphrase,
+            clear_images=clear_images,
+            settings=settings,
+            now=SystemClock().now(),
+        )
     mode = "in the clear" if result.clear_images else "encrypted for the passphrase"
     console.print(f"wrote {result.path}: {len(result.item_ids)} items, images {mode}")
     console.print(f"manifest sha256: {result.manifest_sha256}")
     console.print(f"archive sha256:  {result.archive_sha256}")
-    if not result.clear_images:
+    if result.clear_images:
+        console.print("Send the manifest sha256 apart from the archive: it proves the bundle.")
+    else:
         console.print("Send the passphrase by another channel than the archive.")
 
 
@@ -186,17 +182,38 @@ def open_bundle(
         str | None,
         typer.Option("--manifest-sha256", help="The manifest hash noted when it was exported."),
     ] = None,
+    unverified: Annotated[
+        bool,
+        typer.Option(
+            "--unverified",
+            help="Open a bundle with images in the clear without its manifest hash (unsafe).",
+        ),
+    ] = False,
 ) -> None:
-    """Check every file of a bundle against its manifest, then write its images, decrypted."""
+    """Check every file of a bundle against its manifest, and the manifest against its HMAC or
+    the SHA-256 noted at export, then write its images, decrypted."""
     with _refusals():
+        encrypted = bundle_open.needs_passphrase(archive)
         passphrase: str | None = None
         if passphrase_file is not None:
             passphrase = _read_secret(passphrase_file)
-        elif bundle_open.needs_passphrase(archive):
+        elif encrypted:
             passphrase = typer.prompt("passphrase", hide_input=True)
         noted = manifest_sha256.strip().lower() if manifest_sha256 else None
-        written = bundle_open.open_bundle(archive, passphrase, out, manifest_sha256=noted)
-    console.print(f"every file matches the manifest; wrote {len(written)} images:")
+        written = bundle_open.open_bundle(
+            archive, passphrase, out, manifest_sha256=noted, unverified=unverified
+        )
+    if encrypted or noted:
+        console.print(f"every file and the manifest check out; wrote {len(written)} images:")
+    else:
+        errors.print(
+            "WARNING: UNVERIFIED. This bundle has no HMAC and no manifest SHA-256 was given: "
+            "whoever changed its files could have changed the manifest to match. Ask the "
+            "provider for the manifest SHA-256 printed at export before relying on it.",
+            style="bold red",
+            highlight=False,
+        )
+        console.print(f"the files match the (unproven) manifest; wrote {len(written)} images:")
     for path in written:
         console.print(f"  {path}")
 

@@ -133,7 +133,7 @@ def report_send(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Send the NCMEC reports that are due, from this process, and say how each went."""
     settings, database = open_database(data_dir, config)
     require_ready(settings.evidence.ncmec, settings.evidence.reporter.email)
-    sender = CyberTiplineSender(database, settings, Vault(settings), SystemClock())
+    sender = CyberTiplineSender(database, settings, Vault(settings, database), SystemClock())
     try:
         outcomes = sender.send_due_reports(limit=1000)
     finally:

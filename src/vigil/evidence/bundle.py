@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import os
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
@@ -54,6 +54,7 @@ from vigil.evidence.summary import (
 )
 from vigil.evidence.vault import Accessor, Vault, record_access
 from vigil.store import audit
+from vigil.store.database import Database
 from vigil.store.models import EvidenceItem
 
 BUNDLE_FORMAT = "vigil.police-bundle/1"
@@ -119,10 +120,10 @@ def image_name(item_id: str, image_format: str, *, clear: bool) -> str:
 
 
 def export_bundle(
-    session: Session,
+    database: Database,
     vault: Vault,
     *,
-    items: Sequence[EvidenceItem],
+    item_ids: Sequence[str],
     case: str,
     accessor: Accessor,
     out: Path,
@@ -136,12 +137,19 @@ def export_bundle(
     Exporting needs the child-safety permission and a reason even when the images stay
     encrypted: the archive still holds the uploader's personal data and the images' keys.
     Nothing is written or recorded unless every check passes.
+
+    Reading every image, deriving the passphrase's key and writing the archive take long, so no
+    transaction is open meanwhile (screening would wait on the write lock): the facts come from
+    one short read, the archive is built in a temporary file beside ``out``, and one short write
+    records the export and links the finished file into place. ``custody.json`` therefore ends
+    at the log's head when the export began; the ``exported`` entries that follow it in the log
+    carry the manifest's SHA-256.
     """
-    accessor.require_export()
+    accessor.require_export()  # before any image is read, let alone decrypted
     case = _checked_case(case)
-    items = _checked_items(items)
     if clear_images and passphrase is not None:
         raise InvalidRequest("images in the clear need no passphrase: give one or the other")
+    recipient = None if clear_images else check_passphrase(passphrase)
     if out.exists() or out.is_symlink():
         raise Conflict(f"{out} exists already: a bundle is never written over another file")
     if not out.parent.is_dir():
@@ -154,112 +162,246 @@ def export_bundle(
         "reason": accessor.reason,
         "images": "clear" if clear_images else "encrypted",
     }
-    export = _Export(session, vault, accessor, now, {"case": case, "bundle": out.name})
-    if clear_images:
-        files, manifest_key = export.clear_images(items), None
-    else:
-        files, manifest_key = export.sealed_images(items, check_passphrase(passphrase))
-    item_ids = [item.id for item in items]
-    chain_head = custody.head(session)  # after the `exported` entries: the bundle shows them
+    with database.session() as session:
+        facts = _read_facts(session, settings, item_ids, about, now)
+    archive = _Archive.create(out, now)
+    try:
+        with archive:
+            manifest = _write_members(archive, vault, facts, about, recipient)
+        result = BundleResult(
+            out,
+            case,
+            tuple(item.id for item in facts.items),
+            clear_images,
+            sha256_hex(manifest),
+            archive.sha256(),
+        )
+        _record_and_place(database, archive.path, result, accessor, about, now)
+    finally:
+        archive.path.unlink(missing_ok=True)
+    return result
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the bundle says besides the images, read in one transaction."""
+
+    items: list[EvidenceItem]  # detached from their session
+    chain_head: tuple[int, str]
+    custody: bytes
+    summary: bytes
+
+
+def _read_facts(
+    session: Session,
+    settings: Settings,
+    item_ids: Sequence[str],
+    about: dict[str, str],
+    now: datetime,
+) -> _Facts:
+    items = _checked_items(find_items(session, item_ids))
+    chain_head = custody.head(session)
+    ids = [item.id for item in items]
+    # Entries appended after the head was read (PostgreSQL reads committed rows per statement)
+    # stay out, so custody.json ends exactly at the head it names.
+    entries = [entry for entry in custody_facts(session, ids) if entry["id"] <= chain_head[0]]
     head = {"entry": chain_head[0], "hash": chain_head[1]}
-    files[CUSTODY] = _json({"chain_head": head, "entries": custody_facts(session, item_ids)})
-    files[SUMMARY] = _summary(session, settings, items, about, chain_head, now).encode()
-    files[README] = _README.render(
-        **about, **generated_by(), count=len(items), encrypted=not clear_images
-    ).encode()
+    page = render_summary(
+        Summary(
+            title=f"Police evidence bundle: {about['case']}",
+            about=[
+                ("Case", about["case"]),
+                (
+                    "Made",
+                    f"{shown_time(about['created_at'])} by {about['created_by']} ({about['role']})",
+                ),
+                ("Reason", about["reason"]),
+                ("Images", f"{len(items)}, {about['images']} in the archive"),
+            ],
+            provider=provider_facts(settings),
+            users=users_facts(session, items),
+            items=items_facts(session, items),
+            holds=holds_facts(session, ids),
+            custody=entries,
+            chain_head=chain_head,
+            generated_at=now,
+        )
+    )
+    for item in items:
+        session.expunge(item)
+    return _Facts(items, chain_head, _json({"chain_head": head, "entries": entries}), page.encode())
+
+
+def _write_members(
+    archive: _Archive,
+    vault: Vault,
+    facts: _Facts,
+    about: dict[str, str],
+    passphrase: str | None,
+) -> bytes:
+    """Every member into ``archive``, one image in memory at a time; the manifest written."""
+    clear = passphrase is None
+    archive.add(
+        README,
+        _README.render(
+            **about, **generated_by(), count=len(facts.items), encrypted=not clear
+        ).encode(),
+    )
+    manifest_key: bytes | None = None
+    if passphrase is None:
+        for item in facts.items:
+            # The accessor was checked by export_bundle; the decryption is recorded with the
+            # export, before the archive is linked into place.
+            archive.add(image_name(item.id, item.image_format, clear=True), vault.open_image(item))
+    else:
+        recipient = PassphraseKey.derive(passphrase)
+        manifest_key = os.urandom(KEY_BYTES)
+        wrapped: dict[str, str] = {}
+        for item in facts.items:
+            blob = vault.read_blob(item)
+            if sha256_hex(blob) != item.ciphertext_sha256:
+                raise EvidenceIntegrityError(f"the sealed file of item {item.id} was altered")
+            archive.add(image_name(item.id, item.image_format, clear=False), blob)
+            wrapped[item.id] = recipient.wrap(vault.item_key(item))
+        archive.add(KEYS, _json(_keys_document(recipient, manifest_key, wrapped)))
+    archive.add(CUSTODY, facts.custody)
+    archive.add(SUMMARY, facts.summary)
     manifest = _json(
         {
             "format": BUNDLE_FORMAT,
             **about,
             "generated_by": generated_by(),
-            "chain_head": head,
-            "items": _manifest_items(items, clear=clear_images, files=files),
-            "files": {name: sha256_hex(data) for name, data in sorted(files.items())},
+            "chain_head": {"entry": facts.chain_head[0], "hash": facts.chain_head[1]},
+            "items": _manifest_items(facts.items, clear=clear, hashes=archive.hashes),
+            "files": dict(sorted(archive.hashes.items())),
         }
     )
-    members = {MANIFEST: manifest, **files}
+    archive.add(MANIFEST, manifest)
     if manifest_key is not None:
-        members[MANIFEST_MAC] = (manifest_mac(manifest_key, manifest) + "\n").encode()
-    archive = _zip(members, now)
-    result = BundleResult(
-        out, case, tuple(item_ids), clear_images, sha256_hex(manifest), sha256_hex(archive)
-    )
-    audit.append(
-        session,
-        accessor.actor,
-        "evidence.bundle",
-        case,
-        {
-            "archive": str(out),
-            "items": item_ids,
-            "images": about["images"],
-            "reason": accessor.reason,
-            "manifest_sha256": result.manifest_sha256,
-            "archive_sha256": result.archive_sha256,
-        },
-        at=now,
-    )
-    session.flush()  # any database refusal comes before the file exists
-    write_new_file(out, archive)
-    return result
+        archive.add(MANIFEST_MAC, (manifest_mac(manifest_key, manifest) + "\n").encode())
+    return manifest
 
 
-@dataclass(frozen=True)
-class _Export:
-    """The images' way into a bundle, each recorded in the custody log as it is taken."""
-
-    session: Session
-    vault: Vault
-    accessor: Accessor
-    now: datetime
-    details: dict[str, Any]
-
-    @property
-    def purpose(self) -> str:
-        return f"police bundle for case {self.details['case']}"
-
-    def clear_images(self, items: Sequence[EvidenceItem]) -> dict[str, bytes]:
-        files: dict[str, bytes] = {}
-        for item in items:  # decrypt checks the accessor and records `exported` per item
-            files[image_name(item.id, item.image_format, clear=True)] = self.vault.decrypt(
-                self.session,
-                item,
-                self.accessor,
-                purpose=self.purpose,
-                now=self.now,
-                details={**self.details, "images": "clear"},
+def _record_and_place(
+    database: Database,
+    built: Path,
+    result: BundleResult,
+    accessor: Accessor,
+    about: dict[str, str],
+    now: datetime,
+) -> None:
+    """Record the export (custody and audit) and link the built archive to its name, together:
+    a refusal of either leaves neither."""
+    hashes = {"manifest_sha256": result.manifest_sha256, "archive_sha256": result.archive_sha256}
+    placed = False
+    try:
+        with database.write_session() as session:
+            # An item purged while the archive was built is gone from the vault: refuse it.
+            items = _checked_items(find_items(session, result.item_ids))
+            record_access(
+                session,
+                items,
+                accessor,
+                action=CustodyAction.EXPORTED,
+                now=now,
+                details={
+                    "purpose": f"police bundle for case {result.case}",
+                    "decrypted": result.clear_images,
+                    "case": result.case,
+                    "bundle": result.path.name,
+                    "images": about["images"],
+                    **hashes,
+                },
             )
-        return files
+            audit.append(
+                session,
+                accessor.actor,
+                "evidence.bundle",
+                result.case,
+                {
+                    "archive": str(result.path),
+                    "items": list(result.item_ids),
+                    "images": about["images"],
+                    "reason": accessor.reason,
+                    **hashes,
+                },
+                at=now,
+            )
+            session.flush()  # any database refusal comes before the file is in place
+            _link_new(built, result.path)
+            placed = True
+    except BaseException:
+        if placed:  # linked, but the commit failed: an unrecorded export is not released
+            result.path.unlink(missing_ok=True)
+        raise
 
-    def sealed_images(
-        self, items: Sequence[EvidenceItem], passphrase: str
-    ) -> tuple[dict[str, bytes], bytes]:
-        """The sealed files as stored and ``keys.json``; and the key of the manifest's HMAC."""
-        recipient = PassphraseKey.derive(passphrase)
-        manifest_key = os.urandom(KEY_BYTES)
-        files: dict[str, bytes] = {}
-        wrapped: dict[str, str] = {}
-        for item in items:
-            blob = self.vault.read_blob(item)
-            if sha256_hex(blob) != item.ciphertext_sha256:
-                raise EvidenceIntegrityError(f"the sealed file of item {item.id} was altered")
-            files[image_name(item.id, item.image_format, clear=False)] = blob
-            wrapped[item.id] = recipient.wrap(self.vault.item_key(item))
-        files[KEYS] = _json(_keys_document(recipient, manifest_key, wrapped))
-        record_access(
-            self.session,
-            items,
-            self.accessor,
-            action=CustodyAction.EXPORTED,
-            now=self.now,
-            details={
-                "purpose": self.purpose,
-                "decrypted": False,
-                **self.details,
-                "images": "encrypted",
-            },
-        )
-        return files, manifest_key
+
+class _Archive:
+    """The zip being built in a temporary file (0600) beside the bundle's final name."""
+
+    def __init__(self, path: Path, handle: BinaryIO, now: datetime) -> None:
+        self.path = path
+        self.hashes: dict[str, str] = {}  # every member's SHA-256, for the manifest
+        self._handle = handle
+        self._zip = zipfile.ZipFile(handle, "w")
+        self._stamp = now.astimezone(UTC).timetuple()[:6]
+
+    @classmethod
+    def create(cls, out: Path, now: datetime) -> _Archive:
+        """An empty archive file beside ``out``, readable by its owner only (as mkstemp makes
+        it), in the same folder so it can be linked to its name without a copy."""
+        try:
+            descriptor, name = tempfile.mkstemp(
+                dir=out.parent, prefix=f".{out.name}.", suffix=".part"
+            )
+        except OSError as error:
+            raise InvalidRequest(f"cannot write in {out.parent}: {error}") from error
+        return cls(Path(name), os.fdopen(descriptor, "w+b"), now)
+
+    def add(self, name: str, data: bytes) -> None:
+        info = zipfile.ZipInfo(name, date_time=self._stamp)
+        # Images are compressed or encrypted already: deflating them gains nothing.
+        info.compress_type = zipfile.ZIP_STORED if name.startswith(IMAGES) else zipfile.ZIP_DEFLATED
+        info.external_attr = 0o600 << 16
+        self._zip.writestr(info, data)
+        self.hashes[name] = sha256_hex(data)
+
+    def __enter__(self) -> _Archive:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Finish the zip and make it durable (or, on an error, just close it)."""
+        try:
+            self._zip.close()
+            if exc_info[0] is None:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+        finally:
+            self._handle.close()
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        with self.path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
+def _link_new(built: Path, path: Path) -> None:
+    """Give the finished archive its name, never over an existing file, durably."""
+    try:
+        os.link(built, path)  # unlike a rename, refuses a name that exists
+    except FileExistsError as error:
+        raise Conflict(
+            f"{path} exists already: a bundle is never written over another file"
+        ) from error
+    except OSError as error:
+        raise InvalidRequest(f"cannot write {path}: {error}") from error
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the new name survives a crash as the recorded export does
+    finally:
+        os.close(folder)
 
 
 def _checked_case(case: str) -> str:
@@ -298,7 +440,7 @@ def _keys_document(
 
 
 def _manifest_items(
-    items: Sequence[EvidenceItem], *, clear: bool, files: dict[str, bytes]
+    items: Sequence[EvidenceItem], *, clear: bool, hashes: dict[str, str]
 ) -> list[dict[str, Any]]:
     described = []
     for item in items:
@@ -317,59 +459,10 @@ def _manifest_items(
                 "sha256": item.sha256,
                 "pdq": [entry.get("hash") for entry in item.pdq],
                 "file": name,
-                "file_sha256": sha256_hex(files[name]),
+                "file_sha256": hashes[name],
             }
         )
     return described
-
-
-def _summary(
-    session: Session,
-    settings: Settings,
-    items: Sequence[EvidenceItem],
-    about: dict[str, str],
-    chain_head: tuple[int, str],
-    now: datetime,
-) -> str:
-    item_ids = [item.id for item in items]
-    return render_summary(
-        Summary(
-            title=f"Police evidence bundle: {about['case']}",
-            about=[
-                ("Case", about["case"]),
-                (
-                    "Made",
-                    f"{shown_time(about['created_at'])} by {about['created_by']} ({about['role']})",
-                ),
-                ("Reason", about["reason"]),
-                ("Images", f"{len(items)}, {about['images']} in the archive"),
-            ],
-            provider=provider_facts(settings),
-            users=users_facts(session, items),
-            items=items_facts(session, items),
-            holds=holds_facts(session, item_ids),
-            custody=custody_facts(session, item_ids),
-            chain_head=chain_head,
-            generated_at=now,
-        )
-    )
-
-
-def _zip(members: dict[str, bytes], now: datetime) -> bytes:
-    """The archive: manifest and README first, for whoever lists it, the rest sorted."""
-    order = [MANIFEST, README, *sorted(set(members) - {MANIFEST, README})]
-    stamp = now.astimezone(UTC).timetuple()[:6]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name in order:
-            info = zipfile.ZipInfo(name, date_time=stamp)
-            # Images are compressed or encrypted already: deflating them gains nothing.
-            info.compress_type = (
-                zipfile.ZIP_STORED if name.startswith(IMAGES) else zipfile.ZIP_DEFLATED
-            )
-            info.external_attr = 0o600 << 16
-            archive.writestr(info, members[name])
-    return buffer.getvalue()
 
 
 def write_new_file(path: Path, data: bytes) -> None:

@@ -3,7 +3,9 @@
 The reading side of :mod:`vigil.evidence.bundle`. Nothing in the archive is trusted until it is
 checked: the manifest against the SHA-256 noted at export or its HMAC (under the key the
 passphrase unwraps), every other file against the manifest, every image against its recorded
-SHA-256; and no name taken from the manifest may lead out of the output folder.
+SHA-256; and no name taken from the manifest may lead out of the output folder. A bundle with
+images in the clear has no HMAC, so it is refused without the noted SHA-256 unless the caller
+explicitly accepts an unverified manifest. Sizes are checked before anything is decompressed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from vigil.errors import Conflict, EvidenceIntegrityError, EvidenceKeyError, NotFound
+from vigil.errors import (
+    Conflict,
+    EvidenceIntegrityError,
+    EvidenceKeyError,
+    InvalidRequest,
+    NotFound,
+)
 from vigil.evidence.bundle import (
     BUNDLE_FORMAT,
     KEYS,
@@ -34,6 +42,10 @@ from vigil.evidence.crypto import PassphraseKey, open_sealed
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _SAFE_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# Every member is read into memory, so the sizes the archive declares are checked first (a zip
+# bomb is a few kilobytes that inflate to gigabytes). A bundle holds a few files per item.
+MAX_MEMBERS = 10_000
+MAX_UNPACKED_BYTES = 2 * 1024**3
 
 
 def needs_passphrase(archive: Path) -> bool:
@@ -48,13 +60,22 @@ def open_bundle(
     out_dir: Path,
     *,
     manifest_sha256: str | None = None,
+    unverified: bool = False,
 ) -> list[Path]:
     """Check every file of a bundle, then write its images, in the clear, into ``out_dir``.
 
-    ``manifest_sha256`` (printed when the bundle was made) also proves the manifest unchanged
-    for a bundle with images in the clear, which has no passphrase to authenticate it.
+    ``manifest_sha256`` (printed when the bundle was made) proves the manifest unchanged. A
+    bundle with images in the clear has no passphrase to authenticate it otherwise, so without
+    it it is refused, unless ``unverified``: then its files are checked only against a manifest
+    anyone could have rewritten along with them.
     """
     with _open_zip(archive) as bundle:
+        if KEYS not in bundle.namelist() and not manifest_sha256 and not unverified:
+            raise InvalidRequest(
+                "this bundle's images are in the clear and it has no HMAC: give the manifest "
+                "SHA-256 printed when it was exported (--manifest-sha256) to prove it unchanged, "
+                "or --unverified to open it without that proof"
+            )
         members = _read_members(bundle)
     manifest = _parse_manifest(members, manifest_sha256)
     for name, digest in manifest["files"].items():
@@ -122,6 +143,20 @@ def _open_zip(archive: Path) -> zipfile.ZipFile:
 
 
 def _read_members(bundle: zipfile.ZipFile) -> dict[str, bytes]:
+    """Every file in the archive, once the sizes it declares are checked against the limits
+    (reading stops at a member's declared size, so the declared total bounds the memory)."""
+    infos = bundle.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise EvidenceIntegrityError(
+            f"the archive holds {len(infos)} files, more than a bundle's limit of {MAX_MEMBERS}: "
+            "it is not a Vigil bundle"
+        )
+    unpacked = sum(info.file_size for info in infos)
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise EvidenceIntegrityError(
+            f"the archive unpacks to {unpacked} bytes, more than a bundle's limit of "
+            f"{MAX_UNPACKED_BYTES}: it is not opened"
+        )
     try:
         return {name: bundle.read(name) for name in bundle.namelist() if not name.endswith("/")}
     except (zipfile.BadZipFile, OSError, EOFError) as error:  # a CRC mismatch, a cut file

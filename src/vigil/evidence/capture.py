@@ -37,7 +37,7 @@ def read_exif(data: bytes) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as picture:
-                exif = picture.getexif()
+                exif = _exif_of(picture)
                 tags: dict[str, Any] = {}
                 _add_tags(tags, "Image", dict(exif), ExifTags.TAGS)
                 for ifd_name, ifd in _IFDS.items():
@@ -55,6 +55,18 @@ def read_exif(data: bytes) -> dict[str, Any]:
         return {}
     except Exception:
         return {}
+
+
+def _exif_of(picture: Image.Image) -> Image.Exif:
+    """The EXIF block, read without decoding pixels (Pillow's PNG ``getexif()`` would decode the
+    whole image to look for a chunk after the pixels: a cost a flood of one image must not pay)."""
+    if picture.format == "PNG":
+        exif = Image.Exif()
+        raw = picture.info.get("exif")
+        if isinstance(raw, bytes):
+            exif.load(raw)
+        return exif
+    return picture.getexif()
 
 
 def _add_tags(
@@ -75,7 +87,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bool | int):
         return value
     if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else str(value)
+        # As text: PostgreSQL's JSONB rewrites some floats (1e16 comes back an integer, -0.0 as 0),
+        # and the custody chain fixes a digest of these values that must survive the round trip.
+        return repr(value)
     if isinstance(value, bytes):
         shown = value[:_MAX_BYTES_SHOWN].hex()
         return shown + ("..." if len(value) > _MAX_BYTES_SHOWN else "")
@@ -87,7 +101,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     try:
-        number = float(value)  # IFDRational and friends
+        return repr(float(value))  # IFDRational and friends, as text (see floats above)
     except (TypeError, ValueError, ZeroDivisionError):
         return str(value)[:_MAX_VALUE_CHARS]
-    return number if number == number and abs(number) != float("inf") else str(value)

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from vigil.errors import EvidenceIntegrityError, EvidenceKeyError
+from vigil.evidence.files import write_new_file
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -82,13 +83,9 @@ class MasterKey:
         return base64.b64encode(self.key).decode("ascii")
 
     def write(self, path: Path) -> None:
-        """Create ``path`` holding this key, readable by its owner only; never overwrites."""
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-            handle.write(self.as_text() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """Create ``path`` holding this key, readable by its owner only; never overwrites
+        (FileExistsError)."""
+        write_new_file(path, (self.as_text() + "\n").encode("ascii"))
 
 
 class Keyring:

@@ -81,8 +81,9 @@ def append(
     if head is None:
         head = CustodyHead(id=_HEAD_ID, last_id=0, last_hash=GENESIS_HASH)
         session.add(head)
-    # JSON round trip: the hash covers exactly what the database will give back.
-    details = json.loads(json.dumps(details, default=str))
+    # JSON round trip: the hash covers exactly what the database will give back. Floats become
+    # text, since PostgreSQL's JSONB may give one back in another form (1e16 as an integer).
+    details = json.loads(json.dumps(details, default=str), parse_float=str)
     at = at.astimezone(UTC)
     entry_id = head.last_id + 1
     digest = entry_hash(

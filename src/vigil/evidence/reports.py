@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from vigil.errors import Conflict, NotFound
@@ -63,11 +64,8 @@ class PendingUploader:
         return min(item.received_at for item in self.items)
 
 
-def pending_by_uploader(
-    session: Session, authority: Authority, site_id: int | None = None
-) -> list[PendingUploader]:
-    """Unpurged items not yet covered by a report to ``authority``, grouped per uploader,
-    oldest first."""
+def _pending(authority: Authority) -> Select[Any]:
+    """Unpurged items no report to ``authority`` covers, oldest first."""
     covered = (
         select(AuthorityReportItem.item_id)
         .join(AuthorityReport, AuthorityReport.id == AuthorityReportItem.report_id)
@@ -76,13 +74,23 @@ def pending_by_uploader(
             AuthorityReport.status.in_([status.value for status in COVERING]),
         )
     )
-    query = select(EvidenceItem).where(
-        EvidenceItem.purged_at.is_(None), EvidenceItem.id.not_in(covered)
+    return (
+        select(EvidenceItem)
+        .where(EvidenceItem.purged_at.is_(None), EvidenceItem.id.not_in(covered))
+        .order_by(EvidenceItem.received_at, EvidenceItem.id)
     )
+
+
+def pending_by_uploader(
+    session: Session, authority: Authority, site_id: int | None = None
+) -> list[PendingUploader]:
+    """Unpurged items not yet covered by a report to ``authority``, grouped per uploader,
+    oldest first."""
+    query = _pending(authority)
     if site_id is not None:
         query = query.where(EvidenceItem.site_id == site_id)
     groups: dict[tuple[int, str | None], list[EvidenceItem]] = {}
-    for item in session.scalars(query.order_by(EvidenceItem.received_at, EvidenceItem.id)):
+    for item in session.scalars(query):
         groups.setdefault((item.site_id, item.uploader_id), []).append(item)
     return [PendingUploader(site, uploader, items) for (site, uploader), items in groups.items()]
 
@@ -91,10 +99,11 @@ def pending_for(
     session: Session, authority: Authority, site_id: int, uploader_id: str | None
 ) -> list[EvidenceItem]:
     """One uploader's items still needing a report to ``authority``."""
-    for group in pending_by_uploader(session, authority, site_id):
-        if group.uploader_id == uploader_id:
-            return list(group.items)
-    return []
+    query = _pending(authority).where(
+        EvidenceItem.site_id == site_id,
+        EvidenceItem.uploader_id.is_not_distinct_from(uploader_id),
+    )
+    return list(session.scalars(query))
 
 
 def items_to_report(

@@ -10,17 +10,15 @@ run carries on; items already wrapped by the current key are never touched twice
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from vigil.errors import EvidenceError, EvidenceIntegrityError, EvidenceKeyError
 from vigil.evidence import custody
 from vigil.evidence.custody import CustodyAction
-from vigil.evidence.vault import Vault
+from vigil.evidence.vault import Vault, keys_in_use
 from vigil.store import audit
 from vigil.store.database import Database
 from vigil.store.models import EvidenceItem
@@ -30,16 +28,6 @@ from vigil.store.models import EvidenceItem
 class RotationResult:
     rewrapped: int
     already_current: int
-
-
-def keys_in_use(session: Session) -> Mapping[str, int]:
-    """How many unpurged items each master key wraps: an old key with none is safe to drop."""
-    rows = session.execute(
-        select(EvidenceItem.key_id, func.count())
-        .where(EvidenceItem.purged_at.is_(None), EvidenceItem.key_id.is_not(None))
-        .group_by(EvidenceItem.key_id)
-    )
-    return {key_id: count for key_id, count in rows if key_id is not None}
 
 
 def rotate_master_key(

@@ -14,26 +14,28 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vigil.actions.images import ImageStore
 from vigil.config import EvidenceSettings, Settings
-from vigil.errors import EvidenceIntegrityError, Forbidden, InvalidRequest
+from vigil.errors import EvidenceIntegrityError, EvidenceKeyError, Forbidden, InvalidRequest
 from vigil.evidence import custody
 from vigil.evidence.capture import capture_record, read_exif
 from vigil.evidence.crypto import Keyring, MasterKey, SealedImage, open_sealed, seal
 from vigil.evidence.custody import CustodyAction
 from vigil.matching.banks import Match
+from vigil.policy.rules import MATCH_FIELDS, match_details
 from vigil.roles import Permission, UserRole
 from vigil.store import audit
+from vigil.store.database import Database
 from vigil.store.models import EvidenceItem, Submission
 
 log = logging.getLogger(__name__)
@@ -82,36 +84,51 @@ class SealedFile:
     exif: dict[str, Any]
 
 
-def load_keyring(settings: EvidenceSettings, data_dir: Path, *, create: bool = True) -> Keyring:
+def load_keyring(
+    settings: EvidenceSettings,
+    data_dir: Path,
+    *,
+    keys_in_use: Callable[[], Collection[str]] | None = None,
+) -> Keyring:
     """The configured master key and the previous ones still allowed to unwrap item keys.
 
-    With no key configured, ``<data folder>/evidence.key`` is used, and made if ``create`` (the
-    laptop default): its loss makes every item unreadable, so it is worth a backup of its own.
+    With no key configured, ``<data folder>/evidence.key`` is used, and made on first use (the
+    laptop default) — but only while no item is wrapped by a key (``keys_in_use``): a key file
+    that went missing is an error to fix, never silently replaced by a new key that opens nothing.
     """
     if settings.master_key:
         current = MasterKey.from_text(settings.master_key, source="evidence.master_key")
     else:
         path = settings.master_key_file or data_dir / DEFAULT_KEY_FILE
-        if not path.exists() and create and settings.master_key_file is None:
-            try:
-                MasterKey.generate().write(path)
-            except FileExistsError:
-                pass  # another process made it first: use theirs
-            else:
-                log.warning(
-                    "made a new evidence master key at %s: back it up apart from the data "
-                    "folder; without it the vault cannot be read",
-                    path,
-                )
+        if not path.exists() and settings.master_key_file is None:
+            _make_default_key(path, keys_in_use() if keys_in_use is not None else ())
         current = MasterKey.read(path)
     previous = tuple(MasterKey.read(path) for path in settings.previous_key_files)
     return Keyring(current, previous)
 
 
+def _make_default_key(path: Path, keys_in_use: Collection[str]) -> None:
+    if keys_in_use:
+        raise EvidenceKeyError(
+            f"the master key file {path} is missing, but the vault holds items wrapped by key(s) "
+            f"{', '.join(sorted(keys_in_use))}: restore the file from its backup"
+        )
+    try:
+        MasterKey.generate().write(path)
+    except FileExistsError:
+        return  # another process made it first: use theirs
+    log.warning(
+        "made a new evidence master key at %s: back it up apart from the data folder; "
+        "without it the vault cannot be read",
+        path,
+    )
+
+
 class Vault:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, database: Database) -> None:
         self.settings = settings.evidence
         self._data_dir = settings.data_dir
+        self._database = database
         self.files = ImageStore(settings.data_dir / "evidence")
         self._keyring: Keyring | None = None
         self._lock = threading.Lock()
@@ -122,8 +139,14 @@ class Vault:
         if self._keyring is None:
             with self._lock:
                 if self._keyring is None:
-                    self._keyring = load_keyring(self.settings, self._data_dir)
+                    self._keyring = load_keyring(
+                        self.settings, self._data_dir, keys_in_use=self._keys_in_use
+                    )
         return self._keyring
+
+    def _keys_in_use(self) -> set[str]:
+        with self._database.session() as session:
+            return set(keys_in_use(session))
 
     def seal(self, data: bytes, item_id: str | None = None) -> SealedFile:
         """Encrypt ``data`` under a new item key and write it to the vault (durably)."""
@@ -146,8 +169,11 @@ class Vault:
         matches: Sequence[dict[str, Any]],
         actor: str,
         now: datetime,
+        origin: str | None = None,
     ) -> EvidenceItem:
-        """The item row and its ``stored`` custody entry, in the caller's transaction."""
+        """The item row and its ``stored`` custody entry, in the caller's transaction.
+
+        ``origin``: how the image came to the vault, when not at screening or review."""
         session.flush()  # the submission row first: the item refers to it
         item = EvidenceItem(
             id=sealed.item_id,
@@ -175,7 +201,10 @@ class Vault:
         )
         session.add(item)
         session.flush()
-        custody.append(session, item.id, CustodyAction.STORED, actor, stored_facts(item), now)
+        facts = stored_facts(item)
+        if origin is not None:
+            facts["origin"] = origin
+        custody.append(session, item.id, CustodyAction.STORED, actor, facts, now)
         return item
 
     def read_blob(self, item: EvidenceItem) -> bytes:
@@ -223,6 +252,16 @@ class Vault:
             details={**(details or {}), "purpose": purpose, "decrypted": True},
         )
         return plaintext
+
+
+def keys_in_use(session: Session) -> dict[str, int]:
+    """How many unpurged items each master key wraps: an old key with none is safe to drop."""
+    rows = session.execute(
+        select(EvidenceItem.key_id, func.count())
+        .where(EvidenceItem.purged_at.is_(None), EvidenceItem.key_id.is_not(None))
+        .group_by(EvidenceItem.key_id)
+    )
+    return {key_id: count for key_id, count in rows if key_id is not None}
 
 
 def find_item_for_submission(session: Session, submission_id: str) -> EvidenceItem | None:
@@ -283,14 +322,13 @@ def _digest(value: Any) -> str:
 
 def match_records(matches: Iterable[Match]) -> list[dict[str, Any]]:
     """The bank entries an image matched, as stored with the item."""
+    return [match_details(match) for match in matches]
+
+
+def reason_matches(reasons: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same, from a submission's recorded reasons (the closest match per bank)."""
     return [
-        {
-            "bank": match.bank,
-            "hash_type": match.hash_type.value,
-            "hash": match.query,
-            "entry": match.entry,
-            "distance": match.distance,
-            "frame": match.frame,
-        }
-        for match in matches
+        {key: reason.get(key) for key in MATCH_FIELDS}
+        for reason in reasons
+        if reason.get("code") == "bank_match"
     ]

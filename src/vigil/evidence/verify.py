@@ -32,6 +32,8 @@ from vigil.store.models import CustodyEntry, EvidenceItem
 _BATCH = 500
 # Purging clears the personal data a stored entry fixed (capture, EXIF) and keeps the hashes.
 _CLEARED_BY_PURGE = frozenset({"capture_sha256", "exif_sha256"})
+# What a `stored` entry may say beyond the item's facts (how the image came to the vault).
+_NOTES = frozenset({"origin"})
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,8 @@ def _check_item(
 
 def _changed_facts(recorded: dict[str, Any], now: dict[str, Any], *, purged: bool) -> list[str]:
     # Round trip through JSON as the entry did, so equal values compare equal.
-    names = sorted(set(recorded) | set(now))
-    current = json.loads(json.dumps(now, default=str))
+    names = sorted(set(now) | (set(recorded) - _NOTES))
+    current = json.loads(json.dumps(now, default=str), parse_float=str)
     return [
         name
         for name in names

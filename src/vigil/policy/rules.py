@@ -168,7 +168,7 @@ def _bank_reasons(report: MatchReport) -> list[Reason]:
             "bank_match",
             _ACTION_VERDICTS[match.action],
             f"matched bank {match.bank!r} ({_describe(match)})",
-            _match_details(match),
+            match_details(match),
         )
         for match in closest.values()
     ]
@@ -178,7 +178,7 @@ def _bank_reasons(report: MatchReport) -> list[Reason]:
                 "match_ignored",
                 Verdict.ALLOW,
                 f"a match in bank {match.bank!r} was suppressed by allow-list {allowed_by.bank!r}",
-                {**_match_details(match), "ignored_by": allowed_by.bank},
+                {**match_details(match), "ignored_by": allowed_by.bank},
             )
         )
     return reasons
@@ -205,7 +205,11 @@ def _describe(match: Match) -> str:
     return f"{match.hash_type} distance {match.distance}, frame {match.frame}"
 
 
-def _match_details(match: Match) -> dict[str, object]:
+# What a reason (and an evidence item) says about each bank match.
+MATCH_FIELDS = ("bank", "action", "hash_type", "hash", "entry", "distance", "frame")
+
+
+def match_details(match: Match) -> dict[str, object]:
     return {
         "bank": match.bank,
         "action": match.action.value,

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vigil.api.auth import RuntimeDep
+from vigil.api.auth import RuntimeDep, wake_worker
 from vigil.errors import InvalidRequest, NotFound
 from vigil.evidence import custody, nca, ncmec_queue, retention
 from vigil.evidence.custody import CustodyAction
@@ -96,13 +96,6 @@ def _back(*, anchor: str = "", **query: str | int) -> RedirectResponse:
     """To the evidence page, saying what was done (and where to look)."""
     fragment = f"#{anchor}" if anchor else ""
     return RedirectResponse(f"{PREFIX}/evidence?{urlencode(query)}{fragment}", status_code=303)
-
-
-def _wake_worker(request: Request) -> None:
-    """A queued report is sent now, not at the worker's next poll."""
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
 
 
 def _site_names(session: Session) -> dict[int, str]:
@@ -222,7 +215,7 @@ def report_to_ncmec(
             now=runtime.clock.now(),
         )
         report_id = report.id
-    _wake_worker(request)
+    wake_worker(request)
     return _back(done=f"NCMEC report {report_id} queued: Vigil sends it now", anchor="reports")
 
 

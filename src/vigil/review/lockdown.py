@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from vigil.actions import incidents
 from vigil.actions.incidents import already_settled, incident_state
-from vigil.api.auth import RuntimeDep, get_runtime
+from vigil.api.auth import RuntimeDep, get_runtime, wake_worker
 from vigil.errors import InvalidRequest, NotFound
 from vigil.lockdown import control
 from vigil.lockdown.control import MAX_MANUAL_MINUTES
@@ -166,14 +166,6 @@ def _back(done: str) -> RedirectResponse:
     return RedirectResponse(f"{PREFIX}/lockdown?{urlencode({'done': done})}", status_code=303)
 
 
-def _wake_worker(request: Request) -> None:
-    """The site hears of a change (and PagerDuty of an acknowledgement) now, not at the
-    worker's next poll."""
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
-
-
 def _reason(text: str, what: str) -> str:
     if not text.strip():
         raise InvalidRequest(f"say why the lockdown is {what}")
@@ -205,7 +197,7 @@ def set_level(
             actor=reviewer.actor,
             now=now,
         )
-    _wake_worker(request)
+    wake_worker(request)
     return _back(f"{site} is at level {level} for {duration_text(for_minutes)}")
 
 
@@ -219,7 +211,7 @@ def clear_level(
     with runtime.database.write_session() as session:
         found = get_site(session, site)
         control.clear(session, runtime.settings, found, reason=why, actor=reviewer.actor, now=now)
-    _wake_worker(request)
+    wake_worker(request)
     return _back(f"{site} lockdown cleared")
 
 
@@ -334,7 +326,7 @@ def acknowledge(
         )
         done = incidents.acknowledge(session, runtime.settings.paging, incident, actor, now)
     if done:
-        _wake_worker(request)
+        wake_worker(request)
     if token is not None:
         # The link's page says what happened, "already acknowledged" included.
         return _link_page(request, runtime, incident, token, reviewer, just_acknowledged=done)
@@ -363,7 +355,7 @@ def resolve(
             why=reason.strip() or "resolved by hand",
         ):
             raise already_settled(incident)
-    _wake_worker(request)
+    wake_worker(request)
     return _back(f"incident {incident_id} resolved")
 
 

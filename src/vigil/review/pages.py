@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from vigil.actions.uploaders import clean_up_uploaders, reinstate_uploader
-from vigil.api.auth import RuntimeDep
+from vigil.api.auth import RuntimeDep, wake_worker
 from vigil.errors import Forbidden, InvalidRequest, NotFound
 from vigil.policy.decision import Priority
 from vigil.review import queue, status
@@ -203,7 +203,7 @@ def decide(
         runtime.metrics.reviews.labels(
             "allow" if decision is queue.ReviewAction.APPROVE else "block"
         ).inc()
-    _wake_worker(request)
+    wake_worker(request)
     with runtime.database.write_session() as session:
         following = queue.claim_next(
             session,
@@ -215,13 +215,6 @@ def decide(
     if following is None:
         return RedirectResponse(f"{PREFIX}/queue?done={decision.value}", status_code=303)
     return RedirectResponse(f"{PREFIX}/items/{following}?done={decision.value}", status_code=303)
-
-
-def _wake_worker(request: Request) -> None:
-    """The site hears of a decision now, not at the worker's next poll."""
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
 
 
 @router.post("/items/{submission_id}/release")
@@ -291,7 +284,7 @@ def clean_up(
         )
     for _ in result.rejected:
         runtime.metrics.reviews.labels("block").inc()
-    _wake_worker(request)
+    wake_worker(request)
     done = (
         f"rejected {len(result.rejected)}, asked to take down {len(result.taken_down)}, "
         f"suspended {len(result.suspended)}"
@@ -319,7 +312,7 @@ def reinstate(
         lifted = reinstate_uploader(
             session, found, uploader, actor=reviewer.actor, now=runtime.clock.now()
         )
-    _wake_worker(request)
+    wake_worker(request)
     done = "suspension lifted" if lifted else "not suspended"
     return RedirectResponse(
         f"{PREFIX}/uploader?{urlencode({'site': site, 'id': uploader, 'done': done})}",

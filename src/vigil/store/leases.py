@@ -55,12 +55,23 @@ def claim(
 
 
 def record_failure(
-    session: Session, model: type[Row], row_id: int, error: str, next_attempt_at: datetime | None
-) -> None:
-    """A failed attempt: retried at ``next_attempt_at``, or given up on when that is None."""
-    session.execute(
+    session: Session,
+    model: type[Row],
+    row_id: int,
+    error: str,
+    next_attempt_at: datetime | None,
+    *,
+    held_until: datetime | None = None,
+) -> bool:
+    """A failed attempt: retried at ``next_attempt_at``, or given up on when that is None.
+
+    With ``held_until`` (the lease the attempt holds), nothing is written, and False returned,
+    if the lease has since passed to another worker: its attempt is the one that counts now.
+    """
+    held = () if held_until is None else (model.lease_until == held_until,)
+    failed = session.execute(
         update(model)
-        .where(model.id == row_id)
+        .where(model.id == row_id, *held)
         .values(
             status=PENDING if next_attempt_at else FAILED,
             attempts=model.attempts + 1,
@@ -70,6 +81,7 @@ def record_failure(
         )
         .execution_options(synchronize_session=False)
     )
+    return failed.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
 def record_delivery(session: Session, model: type[Row], row_id: int, **stamp: datetime) -> None:

@@ -6,8 +6,14 @@ submit opens a new report. So after each step the row's ``progress`` is committe
 and a later attempt carries on with the same NCMEC report instead of opening a second one.
 
 Two cases start over instead, retracting the open report first: NCMEC deletes an unfinished
-report an hour after its last change, and an upload whose outcome is unknown (no answer, or the
-file arrived altered) may have left a file in the report that must not stay there.
+report an hour after its last change, and an upload whose outcome is unknown (no answer, the
+file arrived altered, or the attempt making it stopped) may have left a file in the report that
+must not stay there.
+
+An attempt holds the report by a lease, and the lease's end is its token: every write of
+progress or outcome names it, and extends it. A lease can run out mid-send (a slow answer, a
+wait for a lock) and another worker take the report over; the first attempt's next write then
+changes nothing, and it stops there without calling NCMEC again.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from vigil.clock import Clock
 from vigil.config import Settings
@@ -59,6 +66,7 @@ PRESERVE_AFTER_REPORT_DAYS = 365
 @dataclass
 class _Job:
     report_id: int
+    lease_until: datetime  # the token: this attempt's writes count while the row still has it
     attempts_before: int
     payload: str
     environment: str | None
@@ -78,6 +86,10 @@ class SendOutcome:
 
 class _Restart(CyberTiplineError):
     """The open NCMEC report cannot be completed: retract it and submit afresh next time."""
+
+
+class _LeaseLost(Exception):
+    """The lease ran out and another attempt took the report over: this one must stop."""
 
 
 class CyberTiplineSender:
@@ -117,7 +129,7 @@ class CyberTiplineSender:
         return outcomes
 
     def _claim(self, report_id: int, now: datetime) -> _Job | None:
-        with self._database.session() as session:
+        with self._database.write_session() as session:
             report = leases.claim(session, AuthorityReport, report_id, now, self._lease(1))
             if report is None:
                 return None
@@ -128,13 +140,15 @@ class CyberTiplineSender:
                 return None
             items = report_items(session, report.id)
             # Long enough for every call this attempt may make, each bounded by the timeout.
+            lease_until = now + self._lease(len(items))
             session.execute(
                 update(AuthorityReport)
                 .where(AuthorityReport.id == report.id)
-                .values(lease_until=now + self._lease(len(items)))
+                .values(lease_until=lease_until)
             )
             return _Job(
                 report.id,
+                lease_until,
                 report.attempts,
                 report.payload,
                 report.environment,
@@ -149,6 +163,11 @@ class CyberTiplineSender:
     def _attempt(self, job: _Job) -> SendOutcome:
         try:
             ncmec_id = self._send(job)
+            # Recorded before the bookkeeping: should that fail, no attempt calls NCMEC again.
+            self._checkpoint(job)
+            self._settle(job, ncmec_id)
+        except _LeaseLost as lost:
+            return self._lost(job, str(lost))
         except CyberTiplineError as error:
             return self._fail(job, error.message, retryable=error.retryable)
         except VigilError as error:  # settings, or evidence failing its integrity check
@@ -156,7 +175,6 @@ class CyberTiplineSender:
         except Exception as error:  # a bug must not leave the report leased and silent
             log.exception("NCMEC report %d: the send failed unexpectedly", job.report_id)
             return self._fail(job, f"{type(error).__name__}: {error}", retryable=True)
-        self._settle(job, ncmec_id)
         return SendOutcome(job.report_id, ReportStatus.SENT.value, ncmec_id, None)
 
     # --- the sequence ---------------------------------------------------------------------------
@@ -220,7 +238,10 @@ class CyberTiplineSender:
                 if isinstance(error, UploadAltered) or error.ambiguous:
                     # The report may now hold a damaged or a second copy of this file.
                     self._start_over(job, f"upload of item {item.id}: {error.message}")
+                del job.progress["uploading"]  # NCMEC said no: nothing of it is in the report
+                self._checkpoint(job)
                 raise
+            del job.progress["uploading"]
             entry = files[item.id] = {"file_id": uploaded.file_id, "md5": uploaded.md5}
             self._changed(job)
         if not entry.get("fileinfo_sent"):
@@ -230,17 +251,21 @@ class CyberTiplineSender:
             self._changed(job)
 
     def _must_start_over(self, progress: dict[str, Any]) -> bool:
-        if progress.get("restart"):
+        if progress.get("restart") or progress.get("uploading"):
             return True
         last_change = datetime.fromisoformat(progress["last_change_at"])
         return self._clock.now() - last_change > OPEN_REPORT_LIFETIME - _LIFETIME_MARGIN
 
     def _abandoned(self, progress: dict[str, Any]) -> dict[str, Any]:
+        why = progress.get("restart") or "open too long: NCMEC deletes unfinished reports"
+        if progress.get("uploading") and not progress.get("restart"):
+            # The attempt uploading it stopped (crashed, or lost its lease) before the answer.
+            why = f"upload of item {progress['uploading']}: the outcome is unknown"
         return {
             "report_id": progress["report_id"],
             "opened_at": progress.get("opened_at"),
             "retracted_at": self._clock.now().isoformat(),
-            "why": progress.get("restart") or "open too long: NCMEC deletes unfinished reports",
+            "why": why,
         }
 
     def _start_over(self, job: _Job, why: str) -> NoReturn:
@@ -249,7 +274,11 @@ class CyberTiplineSender:
         raise _Restart(None, f"{why}; the next attempt starts a new report", retryable=True)
 
     def _decrypt(self, job: _Job, ncmec_id: str, item: EvidenceItem) -> bytes:
-        """The image in the clear, for upload, with its custody entry written first."""
+        """The image in the clear, for upload, with its custody entry written first.
+
+        The same transaction notes the upload as begun: an attempt that finds it so, with no
+        outcome recorded, cannot know whether the file is in the report, and starts over.
+        """
         data = self._vault.open_image(item)
         now = self._clock.now()
         details = {
@@ -258,9 +287,13 @@ class CyberTiplineSender:
             "report": job.report_id,
             "ncmec_report_id": ncmec_id,
         }
-        with self._database.session() as session:
+        job.progress["uploading"] = item.id
+        with self._database.write_session() as session:
+            # The report row before the custody head, the order _settle takes them in.
+            lease_until = self._renew(session, job, progress=copy.deepcopy(job.progress))
             custody.append(session, item.id, CustodyAction.EXPORTED, SYSTEM_ACTOR, details, now)
             audit.append(session, SYSTEM_ACTOR, "evidence.exported", item.id, details, at=now)
+        job.lease_until = lease_until
         return data
 
     # --- recording ------------------------------------------------------------------------------
@@ -271,48 +304,70 @@ class CyberTiplineSender:
 
     def _checkpoint(self, job: _Job) -> None:
         """Where the send got to, committed now: the next attempt starts from here."""
-        with self._database.session() as session:
-            session.execute(
-                update(AuthorityReport)
-                .where(AuthorityReport.id == job.report_id)
-                .values(progress=copy.deepcopy(job.progress))
-            )
+        with self._database.write_session() as session:
+            lease_until = self._renew(session, job, progress=copy.deepcopy(job.progress))
+        job.lease_until = lease_until  # only once committed: a rollback leaves the old token
+
+    def _renew(self, session: Session, job: _Job, **values: Any) -> datetime:
+        """Writes ``values`` and a longer lease, if this attempt still holds the report."""
+        lease_until = self._clock.now() + self._lease(len(job.items))
+        self._write(session, job, lease_until=lease_until, **values)
+        return lease_until
+
+    def _write(self, session: Session, job: _Job, **values: Any) -> None:
+        """Updates the report row if the lease is still this attempt's; else stops it."""
+        written = session.execute(
+            update(AuthorityReport)
+            .where(AuthorityReport.id == job.report_id)
+            .where(AuthorityReport.lease_until == job.lease_until)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if written.rowcount != 1:  # type: ignore[attr-defined]
+            raise _LeaseLost("the lease ran out and another attempt took the report over")
 
     def _settle(self, job: _Job, ncmec_id: str) -> None:
+        """Marks the report sent, keeps its items, and records that in custody.
+
+        Rows first, custody head last (as holds, purges and key rotation take them): taking the
+        head between two item rows could deadlock with a hold on PostgreSQL.
+        """
         now = self._clock.now()
         files = job.progress.get("files", {})
-        with self._database.session() as session:
-            session.execute(
-                update(AuthorityReport)
-                .where(AuthorityReport.id == job.report_id)
-                .values(
-                    status=ReportStatus.SENT.value,
-                    external_id=ncmec_id,
-                    sent_at=now,
-                    attempts=AuthorityReport.attempts + 1,
-                    lease_until=None,
-                    last_error=None,
-                    progress=copy.deepcopy(job.progress),
-                )
+        keep_until = now + timedelta(
+            days=max(self._settings.evidence.retention_days, PRESERVE_AFTER_REPORT_DAYS)
+        )
+        with self._database.write_session() as session:
+            self._write(
+                session,
+                job,
+                status=ReportStatus.SENT.value,
+                external_id=ncmec_id,
+                sent_at=now,
+                attempts=AuthorityReport.attempts + 1,
+                lease_until=None,
+                last_error=None,
+                progress=copy.deepcopy(job.progress),
             )
-            keep_until = now + timedelta(
-                days=max(self._settings.evidence.retention_days, PRESERVE_AFTER_REPORT_DAYS)
+            session.execute(
+                update(EvidenceItem)
+                .where(
+                    EvidenceItem.id.in_(sorted(item.id for item in job.items)),
+                    EvidenceItem.retain_until < keep_until,
+                )
+                .values(retain_until=keep_until)
+                .execution_options(synchronize_session=False)
             )
             for item in job.items:
-                file_id = files.get(item.id, {}).get("file_id")
-                session.execute(
-                    update(EvidenceItem)
-                    .where(EvidenceItem.id == item.id, EvidenceItem.retain_until < keep_until)
-                    .values(retain_until=keep_until)
-                )
                 session.execute(
                     update(AuthorityReportItem)
                     .where(
                         AuthorityReportItem.report_id == job.report_id,
                         AuthorityReportItem.item_id == item.id,
                     )
-                    .values(external_file_id=file_id)
+                    .values(external_file_id=files.get(item.id, {}).get("file_id"))
                 )
+            for item in job.items:
                 custody.append(
                     session,
                     item.id,
@@ -323,7 +378,7 @@ class CyberTiplineSender:
                         "authority": Authority.NCMEC.value,
                         "status": ReportStatus.SENT.value,
                         "ncmec_report_id": ncmec_id,
-                        "ncmec_file_id": file_id,
+                        "ncmec_file_id": files.get(item.id, {}).get("file_id"),
                         "environment": job.environment,
                     },
                     now,
@@ -353,8 +408,12 @@ class CyberTiplineSender:
             if retryable
             else None
         )
-        with self._database.session() as session:
-            leases.record_failure(session, AuthorityReport, job.report_id, error, retry_at)
+        with self._database.write_session() as session:
+            held = leases.record_failure(
+                session, AuthorityReport, job.report_id, error, retry_at, held_until=job.lease_until
+            )
+            if not held:
+                return self._lost(job, error)
             if retry_at is None:
                 audit.append(
                     session,
@@ -369,3 +428,9 @@ class CyberTiplineSender:
             "NCMEC report %d attempt %d: %s (%s)", job.report_id, attempts, error, status.value
         )
         return SendOutcome(job.report_id, status.value, job.progress.get("report_id"), error)
+
+    def _lost(self, job: _Job, why: str) -> SendOutcome:
+        """The attempt that took the report over decides it; this one records nothing."""
+        log.warning("NCMEC report %d: stopped, another attempt has it (%s)", job.report_id, why)
+        error = f"stopped: another attempt took the report over ({why})"
+        return SendOutcome(job.report_id, ReportStatus.PENDING.value, None, error)

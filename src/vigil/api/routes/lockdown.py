@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil.actions import incidents
-from vigil.api.auth import AdminKey, ModeratorKey, RuntimeDep, ScreenKey
+from vigil.api.auth import AdminKey, ModeratorKey, RuntimeDep, ScreenKey, wake_worker
 from vigil.api.schemas import NO_NUL, ErrorResponse
 from vigil.errors import Forbidden, InvalidRequest, NotFound
 from vigil.lockdown import control
@@ -239,13 +239,6 @@ def _site(session: Session, principal: Principal, name: str | None) -> Site:
     return get_site(session, name)
 
 
-def _wake_worker(request: Request) -> None:
-    """The site hears of the change now, not at the worker's next poll."""
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
-
-
 # --- lockdown ------------------------------------------------------------------------------------
 
 
@@ -263,7 +256,7 @@ def _change(
         changed = change(session, found, now)
         lockdown = control.describe(session, runtime.settings, found, now)
         answer = LockdownChange(**_lockdown_answer(found, lockdown, now), changed=changed)
-    _wake_worker(request)
+    wake_worker(request)
     return answer
 
 
@@ -391,7 +384,7 @@ def acknowledge_incident(
         ):
             raise incidents.already_settled(incident)
         answer = IncidentResponse.of(incident, _site_names(session).get(incident.site_id, ""))
-    _wake_worker(request)
+    wake_worker(request)
     return answer
 
 
@@ -417,5 +410,5 @@ def resolve_incident(
         ):
             raise incidents.already_settled(incident)
         answer = IncidentResponse.of(incident, _site_names(session).get(incident.site_id, ""))
-    _wake_worker(request)
+    wake_worker(request)
     return answer

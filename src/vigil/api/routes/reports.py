@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from vigil.actions.reports import ReportOutcome, receive_report
-from vigil.api.auth import RuntimeDep, ScreenKey
+from vigil.api.auth import RuntimeDep, ScreenKey, wake_worker
 from vigil.api.routes.screen import parse_context
 from vigil.api.schemas import ErrorResponse, ReportRequest, ReportResponse
 from vigil.errors import InvalidRequest, VigilError
@@ -139,9 +139,7 @@ async def pass_on_report(
         )
     if outcome.hide_requested or outcome.screened:
         # A webhook (or, for a newly screened image, a page) was written: deliver it now.
-        worker = getattr(request.app.state, "worker", None)
-        if worker is not None:
-            worker.wake()
+        wake_worker(request)
     return ReportResponse.of(outcome)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Request, Response, UploadFile
 from pydantic import ValidationError
 
-from vigil.api.auth import RuntimeDep, ScreenKey
+from vigil.api.auth import RuntimeDep, ScreenKey, wake_worker
 from vigil.api.schemas import ErrorResponse, ScreenResponse, UploadContext
 from vigil.errors import InvalidContext, InvalidRequest
 from vigil.intake import read_limited
@@ -70,9 +70,7 @@ def screen(
         response.headers["Idempotent-Replayed"] = "true"
     if outcome.submission.decision != "allow":
         # A page or a webhook may have been written: deliver it now, not at the next poll.
-        worker = getattr(request.app.state, "worker", None)
-        if worker is not None:
-            worker.wake()
+        wake_worker(request)
     return ScreenResponse.screened(
         outcome.submission,
         lockdown_level=int(outcome.conditions.level),

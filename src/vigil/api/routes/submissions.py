@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from vigil.actions.submissions import apply_review_decision
-from vigil.api.auth import ModeratorKey, RuntimeDep, ScreenKey
+from vigil.api.auth import ModeratorKey, RuntimeDep, ScreenKey, wake_worker
 from vigil.api.schemas import DecisionRequest, ErrorResponse, SubmissionResponse
 from vigil.errors import NotFound
 from vigil.policy import Verdict
@@ -65,7 +65,5 @@ def decide_submission(
     if released:
         runtime.images.delete(released)
     runtime.metrics.reviews.labels(body.decision).inc()
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
+    wake_worker(request)
     return result

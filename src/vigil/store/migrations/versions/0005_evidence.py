@@ -78,13 +78,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("entry_hash", name="uq_custody_log_entry_hash"),
     )
     op.create_index("ix_custody_log_item_id", "custody_log", ["item_id"])
-    op.create_table(
+    head = op.create_table(
         "custody_head",
         sa.Column("id", sa.Integer()),
         sa.Column("last_id", sa.BigInteger(), nullable=False),
         sa.Column("last_hash", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_custody_head"),
     )
+    # The head exists from the start, so the first two appends lock it rather than both insert it.
+    op.bulk_insert(head, [{"id": 1, "last_id": 0, "last_hash": "0" * 64}])
     op.create_table(
         "legal_holds",
         sa.Column("id", sa.Integer()),
