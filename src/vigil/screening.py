@@ -237,7 +237,12 @@ class ScreeningService:
                     now=now,
                     known_illegal=evaluation.matches.blocks,
                 )
+                newly_suspended = self._record_consequences(
+                    session, site, uploader, evaluation, submission_id, now
+                )
                 if evidence is not None:
+                    # Last: the custody entry locks the chain's head until the commit, so known
+                    # images screened at once queue for as short a time as possible.
                     self.vault.record(
                         session,
                         evidence,
@@ -247,9 +252,6 @@ class ScreeningService:
                         actor=incidents.SYSTEM_ACTOR,
                         now=now,
                     )
-                newly_suspended = self._record_consequences(
-                    session, site, uploader, evaluation, submission_id, now
-                )
         except IntegrityError as error:
             self._discard(image_path, evidence)
             # Two requests with one Idempotency-Key raced; the other one recorded first.

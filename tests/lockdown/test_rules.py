@@ -31,6 +31,7 @@ from tests.matching.support import signals_of
 from vigil.actions.images import ImageStore
 from vigil.actions.incidents import IncidentKind
 from vigil.errors import InvalidRequest
+from vigil.evidence.vault import find_item_for_submission
 from vigil.lockdown import signals
 from vigil.lockdown.kinds import LockdownLevel, SignalKind
 from vigil.lockdown.levels import LevelSource, SiteConditions
@@ -904,8 +905,12 @@ def test_at_level_3_a_known_image_is_still_kept_as_evidence(open_site: OpenSite)
     assert refused.uploads_paused
     assert sorted(_codes(refused)) == ["bank_match", "uploads_paused"]
     assert refused.submission.known_illegal
-    assert refused.submission.image_path is not None
-    assert _kept(watched, refused)
+    # Sealed in the evidence vault (never a plain copy).
+    assert refused.submission.image_path is None
+    with watched.runtime.database.session() as session:
+        item = find_item_for_submission(session, refused.submission.id)
+        assert item is not None
+    assert watched.runtime.vault.open_image(item) == copy_of(KNOWN_SEED, 0)
     assert refused.uploader_suspended
 
 

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,9 +36,10 @@ from vigil.errors import (
     InvalidRequest,
     NotFound,
 )
-from vigil.evidence import custody
+from vigil.evidence import custody, files
 from vigil.evidence.crypto import KEY_BYTES, PassphraseKey
 from vigil.evidence.custody import CustodyAction
+from vigil.evidence.files import NewFile
 from vigil.evidence.summary import (
     Summary,
     custody_facts,
@@ -164,9 +164,12 @@ def export_bundle(
     }
     with database.session() as session:
         facts = _read_facts(session, settings, item_ids, about, now)
-    archive = _Archive.create(out, now)
     try:
-        with archive:
+        built = NewFile.beside(out, suffix=".part")
+    except OSError as error:
+        raise InvalidRequest(f"cannot write in {out.parent}: {error}") from error
+    try:
+        with built, _Archive(built.handle, now) as archive:
             manifest = _write_members(archive, vault, facts, about, recipient)
         result = BundleResult(
             out,
@@ -174,11 +177,11 @@ def export_bundle(
             tuple(item.id for item in facts.items),
             clear_images,
             sha256_hex(manifest),
-            archive.sha256(),
+            built.sha256(),
         )
-        _record_and_place(database, archive.path, result, accessor, about, now)
+        _record_and_place(database, built, result, accessor, about, now)
     finally:
-        archive.path.unlink(missing_ok=True)
+        built.discard()
     return result
 
 
@@ -284,7 +287,7 @@ def _write_members(
 
 def _record_and_place(
     database: Database,
-    built: Path,
+    built: NewFile,
     result: BundleResult,
     accessor: Accessor,
     about: dict[str, str],
@@ -328,7 +331,7 @@ def _record_and_place(
                 at=now,
             )
             session.flush()  # any database refusal comes before the file is in place
-            _link_new(built, result.path)
+            _place(built)
             placed = True
     except BaseException:
         if placed:  # linked, but the commit failed: an unrecorded export is not released
@@ -337,26 +340,12 @@ def _record_and_place(
 
 
 class _Archive:
-    """The zip being built in a temporary file (0600) beside the bundle's final name."""
+    """The zip being written to the bundle's file: members dated ``now``, each one hashed."""
 
-    def __init__(self, path: Path, handle: BinaryIO, now: datetime) -> None:
-        self.path = path
+    def __init__(self, handle: BinaryIO, now: datetime) -> None:
         self.hashes: dict[str, str] = {}  # every member's SHA-256, for the manifest
-        self._handle = handle
         self._zip = zipfile.ZipFile(handle, "w")
         self._stamp = now.astimezone(UTC).timetuple()[:6]
-
-    @classmethod
-    def create(cls, out: Path, now: datetime) -> _Archive:
-        """An empty archive file beside ``out``, readable by its owner only (as mkstemp makes
-        it), in the same folder so it can be linked to its name without a copy."""
-        try:
-            descriptor, name = tempfile.mkstemp(
-                dir=out.parent, prefix=f".{out.name}.", suffix=".part"
-            )
-        except OSError as error:
-            raise InvalidRequest(f"cannot write in {out.parent}: {error}") from error
-        return cls(Path(name), os.fdopen(descriptor, "w+b"), now)
 
     def add(self, name: str, data: bytes) -> None:
         info = zipfile.ZipInfo(name, date_time=self._stamp)
@@ -370,38 +359,20 @@ class _Archive:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        """Finish the zip and make it durable (or, on an error, just close it)."""
-        try:
-            self._zip.close()
-            if exc_info[0] is None:
-                self._handle.flush()
-                os.fsync(self._handle.fileno())
-        finally:
-            self._handle.close()
-
-    def sha256(self) -> str:
-        digest = hashlib.sha256()
-        with self.path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
+        """Finish the zip (its file is made durable by the NewFile holding it)."""
+        self._zip.close()
 
 
-def _link_new(built: Path, path: Path) -> None:
+def _place(built: NewFile) -> None:
     """Give the finished archive its name, never over an existing file, durably."""
     try:
-        os.link(built, path)  # unlike a rename, refuses a name that exists
+        built.place()
     except FileExistsError as error:
         raise Conflict(
-            f"{path} exists already: a bundle is never written over another file"
+            f"{built.path} exists already: a bundle is never written over another file"
         ) from error
     except OSError as error:
-        raise InvalidRequest(f"cannot write {path}: {error}") from error
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the new name survives a crash as the recorded export does
-    finally:
-        os.close(folder)
+        raise InvalidRequest(f"cannot write {built.path}: {error}") from error
 
 
 def _checked_case(case: str) -> str:
@@ -466,19 +437,11 @@ def _manifest_items(
 
 
 def write_new_file(path: Path, data: bytes) -> None:
-    """Create ``path`` (0600) holding ``data``, durably; never over an existing file."""
+    """Create ``path`` (0600) holding ``data``, durably; an existing file is refused (Conflict)."""
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        files.write_new_file(path, data)
     except FileExistsError as error:
         raise Conflict(f"{path} exists already: it is never written over") from error
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
 
 
 def manifest_mac(key: bytes, manifest: bytes) -> str:

@@ -13,19 +13,16 @@ must not stay there.
 An attempt holds the report by a lease, and the lease's end is its token: every write of
 progress or outcome names it, and extends it. A lease can run out mid-send (a slow answer, a
 wait for a lock) and another worker take the report over; the first attempt's next write then
-changes nothing, and it stops there without calling NCMEC again.
+changes nothing, and it stops there without calling NCMEC again. Those writes, and the outcome's,
+are :mod:`vigil.workers.report_progress`; this module is the send sequence.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
-
-from sqlalchemy import update
-from sqlalchemy.orm import Session
 
 from vigil.clock import Clock
 from vigil.config import Settings
@@ -42,54 +39,32 @@ from vigil.evidence.cybertipline import (
 )
 from vigil.evidence.ncmec import file_details_xml, media_type, original_file_name
 from vigil.evidence.ncmec_queue import NcmecNotConfigured, require_ready
-from vigil.evidence.reports import Authority, ReportStatus, report_items
+from vigil.evidence.reports import ReportStatus
 from vigil.evidence.vault import Vault
 from vigil.store import audit, leases
 from vigil.store.database import Database
-from vigil.store.models import AuthorityReport, AuthorityReportItem, EvidenceItem
-from vigil.workers.retry import next_attempt_at
+from vigil.store.models import AuthorityReport, EvidenceItem
+from vigil.workers.report_progress import (
+    SYSTEM_ACTOR,
+    LeaseLost,
+    ReportProgress,
+    SendJob,
+    SendOutcome,
+)
+
+__all__ = ["OPEN_REPORT_LIFETIME", "UPLOAD_PURPOSE", "CyberTiplineSender", "SendOutcome"]
 
 log = logging.getLogger(__name__)
 
-SYSTEM_ACTOR = "vigil"
 UPLOAD_PURPOSE = "ncmec upload"
 # NCMEC deletes an unfinished report 1 h after its last change (or 24 h after it was opened,
 # whichever is later); the margin keeps a resumed send clear of that edge.
 OPEN_REPORT_LIFETIME = timedelta(hours=1)
 _LIFETIME_MARGIN = timedelta(minutes=10)
-_LEASE_SLACK_SECONDS = 60.0
-# 18 U.S.C. 2258A(h) as amended by the REPORT Act: what was reported is preserved for a year
-# after the report, whatever the retention setting says.
-PRESERVE_AFTER_REPORT_DAYS = 365
-
-
-@dataclass
-class _Job:
-    report_id: int
-    lease_until: datetime  # the token: this attempt's writes count while the row still has it
-    attempts_before: int
-    payload: str
-    environment: str | None
-    progress: dict[str, Any]
-    items: list[EvidenceItem]
-
-
-@dataclass(frozen=True)
-class SendOutcome:
-    """What one attempt did: ``status`` is sent, pending (to be retried) or failed."""
-
-    report_id: int
-    status: str
-    ncmec_report_id: str | None
-    error: str | None
 
 
 class _Restart(CyberTiplineError):
     """The open NCMEC report cannot be completed: retract it and submit afresh next time."""
-
-
-class _LeaseLost(Exception):
-    """The lease ran out and another attempt took the report over: this one must stop."""
 
 
 class CyberTiplineSender:
@@ -108,6 +83,7 @@ class CyberTiplineSender:
         self._vault = vault
         self._clock = clock
         self._client = client or CyberTipline(self._ncmec)
+        self._progress = ReportProgress(database, settings, clock)
 
     def close(self) -> None:
         self._client.close()
@@ -122,64 +98,32 @@ class CyberTiplineSender:
             due = leases.due_ids(session, AuthorityReport, now, limit)
         outcomes = []
         for report_id in due:
-            job = self._claim(report_id, now)
+            job = self._progress.claim(report_id, now)
             if job is not None:
                 # No transaction is open while NCMEC is called: a slow answer blocks no one.
                 outcomes.append(self._attempt(job))
         return outcomes
 
-    def _claim(self, report_id: int, now: datetime) -> _Job | None:
-        with self._database.write_session() as session:
-            report = leases.claim(session, AuthorityReport, report_id, now, self._lease(1))
-            if report is None:
-                return None
-            if report.authority != Authority.NCMEC:
-                leases.record_failure(
-                    session, AuthorityReport, report.id, "Vigil sends only NCMEC reports", None
-                )
-                return None
-            items = report_items(session, report.id)
-            # Long enough for every call this attempt may make, each bounded by the timeout.
-            lease_until = now + self._lease(len(items))
-            session.execute(
-                update(AuthorityReport)
-                .where(AuthorityReport.id == report.id)
-                .values(lease_until=lease_until)
-            )
-            return _Job(
-                report.id,
-                lease_until,
-                report.attempts,
-                report.payload,
-                report.environment,
-                copy.deepcopy(report.progress or {}),
-                items,
-            )
-
-    def _lease(self, files: int) -> timedelta:
-        calls = 2 * files + 3  # retract, submit, upload and fileinfo per file, finish
-        return timedelta(seconds=calls * self._ncmec.timeout_seconds + _LEASE_SLACK_SECONDS)
-
-    def _attempt(self, job: _Job) -> SendOutcome:
+    def _attempt(self, job: SendJob) -> SendOutcome:
         try:
             ncmec_id = self._send(job)
             # Recorded before the bookkeeping: should that fail, no attempt calls NCMEC again.
-            self._checkpoint(job)
-            self._settle(job, ncmec_id)
-        except _LeaseLost as lost:
-            return self._lost(job, str(lost))
+            self._progress.checkpoint(job)
+            self._progress.settle(job, ncmec_id)
+        except LeaseLost as lost:
+            return self._progress.lost(job, str(lost))
         except CyberTiplineError as error:
-            return self._fail(job, error.message, retryable=error.retryable)
+            return self._progress.fail(job, error.message, retryable=error.retryable)
         except VigilError as error:  # settings, or evidence failing its integrity check
-            return self._fail(job, error.message, retryable=False)
+            return self._progress.fail(job, error.message, retryable=False)
         except Exception as error:  # a bug must not leave the report leased and silent
             log.exception("NCMEC report %d: the send failed unexpectedly", job.report_id)
-            return self._fail(job, f"{type(error).__name__}: {error}", retryable=True)
+            return self._progress.fail(job, f"{type(error).__name__}: {error}", retryable=True)
         return SendOutcome(job.report_id, ReportStatus.SENT.value, ncmec_id, None)
 
     # --- the sequence ---------------------------------------------------------------------------
 
-    def _send(self, job: _Job) -> str:
+    def _send(self, job: SendJob) -> str:
         """Runs (or resumes) the sequence; NCMEC's id for the filed report."""
         require_ready(self._ncmec, self._settings.evidence.reporter.email)
         if job.environment is not None and job.environment != self._ncmec.environment:
@@ -195,13 +139,13 @@ class CyberTiplineSender:
                 return ncmec_id
             abandoned = [*progress.get("abandoned", []), self._abandoned(progress)]
             job.progress = progress = {"abandoned": abandoned}
-            self._checkpoint(job)
+            self._progress.checkpoint(job)
             ncmec_id = None
         if ncmec_id is None:
             ncmec_id = self._client.submit(job.payload)
             now = self._clock.now().isoformat()
             progress.update(report_id=ncmec_id, opened_at=now, last_change_at=now, files={})
-            self._checkpoint(job)
+            self._progress.checkpoint(job)
         if progress.get("finished"):
             return ncmec_id
         try:
@@ -225,7 +169,7 @@ class CyberTiplineSender:
             )
         return ncmec_id
 
-    def _send_file(self, job: _Job, ncmec_id: str, item: EvidenceItem) -> None:
+    def _send_file(self, job: SendJob, ncmec_id: str, item: EvidenceItem) -> None:
         files: dict[str, dict[str, Any]] = job.progress["files"]
         entry = files.get(item.id)
         if entry is None:
@@ -239,16 +183,16 @@ class CyberTiplineSender:
                     # The report may now hold a damaged or a second copy of this file.
                     self._start_over(job, f"upload of item {item.id}: {error.message}")
                 del job.progress["uploading"]  # NCMEC said no: nothing of it is in the report
-                self._checkpoint(job)
+                self._progress.checkpoint(job)
                 raise
             del job.progress["uploading"]
             entry = files[item.id] = {"file_id": uploaded.file_id, "md5": uploaded.md5}
-            self._changed(job)
+            self._progress.changed(job)
         if not entry.get("fileinfo_sent"):
             details = file_details_xml(ncmec_id, entry["file_id"], item)
             self._client.file_info(details)
             entry.update(fileinfo_sent=True, file_details=details)
-            self._changed(job)
+            self._progress.changed(job)
 
     def _must_start_over(self, progress: dict[str, Any]) -> bool:
         if progress.get("restart") or progress.get("uploading"):
@@ -268,12 +212,12 @@ class CyberTiplineSender:
             "why": why,
         }
 
-    def _start_over(self, job: _Job, why: str) -> NoReturn:
+    def _start_over(self, job: SendJob, why: str) -> NoReturn:
         job.progress["restart"] = why
-        self._checkpoint(job)
+        self._progress.checkpoint(job)
         raise _Restart(None, f"{why}; the next attempt starts a new report", retryable=True)
 
-    def _decrypt(self, job: _Job, ncmec_id: str, item: EvidenceItem) -> bytes:
+    def _decrypt(self, job: SendJob, ncmec_id: str, item: EvidenceItem) -> bytes:
         """The image in the clear, for upload, with its custody entry written first.
 
         The same transaction notes the upload as begun: an attempt that finds it so, with no
@@ -289,148 +233,9 @@ class CyberTiplineSender:
         }
         job.progress["uploading"] = item.id
         with self._database.write_session() as session:
-            # The report row before the custody head, the order _settle takes them in.
-            lease_until = self._renew(session, job, progress=copy.deepcopy(job.progress))
+            # The report row before the custody head, the order ReportProgress.settle takes them in.
+            lease_until = self._progress.renew(session, job, progress=copy.deepcopy(job.progress))
             custody.append(session, item.id, CustodyAction.EXPORTED, SYSTEM_ACTOR, details, now)
             audit.append(session, SYSTEM_ACTOR, "evidence.exported", item.id, details, at=now)
         job.lease_until = lease_until
         return data
-
-    # --- recording ------------------------------------------------------------------------------
-
-    def _changed(self, job: _Job) -> None:
-        job.progress["last_change_at"] = self._clock.now().isoformat()
-        self._checkpoint(job)
-
-    def _checkpoint(self, job: _Job) -> None:
-        """Where the send got to, committed now: the next attempt starts from here."""
-        with self._database.write_session() as session:
-            lease_until = self._renew(session, job, progress=copy.deepcopy(job.progress))
-        job.lease_until = lease_until  # only once committed: a rollback leaves the old token
-
-    def _renew(self, session: Session, job: _Job, **values: Any) -> datetime:
-        """Writes ``values`` and a longer lease, if this attempt still holds the report."""
-        lease_until = self._clock.now() + self._lease(len(job.items))
-        self._write(session, job, lease_until=lease_until, **values)
-        return lease_until
-
-    def _write(self, session: Session, job: _Job, **values: Any) -> None:
-        """Updates the report row if the lease is still this attempt's; else stops it."""
-        written = session.execute(
-            update(AuthorityReport)
-            .where(AuthorityReport.id == job.report_id)
-            .where(AuthorityReport.lease_until == job.lease_until)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if written.rowcount != 1:  # type: ignore[attr-defined]
-            raise _LeaseLost("the lease ran out and another attempt took the report over")
-
-    def _settle(self, job: _Job, ncmec_id: str) -> None:
-        """Marks the report sent, keeps its items, and records that in custody.
-
-        Rows first, custody head last (as holds, purges and key rotation take them): taking the
-        head between two item rows could deadlock with a hold on PostgreSQL.
-        """
-        now = self._clock.now()
-        files = job.progress.get("files", {})
-        keep_until = now + timedelta(
-            days=max(self._settings.evidence.retention_days, PRESERVE_AFTER_REPORT_DAYS)
-        )
-        with self._database.write_session() as session:
-            self._write(
-                session,
-                job,
-                status=ReportStatus.SENT.value,
-                external_id=ncmec_id,
-                sent_at=now,
-                attempts=AuthorityReport.attempts + 1,
-                lease_until=None,
-                last_error=None,
-                progress=copy.deepcopy(job.progress),
-            )
-            session.execute(
-                update(EvidenceItem)
-                .where(
-                    EvidenceItem.id.in_(sorted(item.id for item in job.items)),
-                    EvidenceItem.retain_until < keep_until,
-                )
-                .values(retain_until=keep_until)
-                .execution_options(synchronize_session=False)
-            )
-            for item in job.items:
-                session.execute(
-                    update(AuthorityReportItem)
-                    .where(
-                        AuthorityReportItem.report_id == job.report_id,
-                        AuthorityReportItem.item_id == item.id,
-                    )
-                    .values(external_file_id=files.get(item.id, {}).get("file_id"))
-                )
-            for item in job.items:
-                custody.append(
-                    session,
-                    item.id,
-                    CustodyAction.REPORTED,
-                    SYSTEM_ACTOR,
-                    {
-                        "report": job.report_id,
-                        "authority": Authority.NCMEC.value,
-                        "status": ReportStatus.SENT.value,
-                        "ncmec_report_id": ncmec_id,
-                        "ncmec_file_id": files.get(item.id, {}).get("file_id"),
-                        "environment": job.environment,
-                    },
-                    now,
-                )
-            audit.append(
-                session,
-                SYSTEM_ACTOR,
-                "report.ncmec.sent",
-                str(job.report_id),
-                {
-                    "ncmec_report_id": ncmec_id,
-                    "environment": job.environment,
-                    "items": [item.id for item in job.items],
-                },
-                at=now,
-            )
-        log.info("NCMEC report %d filed as CyberTipline report %s", job.report_id, ncmec_id)
-
-    def _fail(self, job: _Job, error: str, *, retryable: bool) -> SendOutcome:
-        now = self._clock.now()
-        attempts = job.attempts_before + 1
-        ncmec = self._ncmec
-        retry_at = (
-            next_attempt_at(
-                attempts, ncmec.max_attempts, ncmec.retry_base_seconds, ncmec.retry_max_seconds, now
-            )
-            if retryable
-            else None
-        )
-        with self._database.write_session() as session:
-            held = leases.record_failure(
-                session, AuthorityReport, job.report_id, error, retry_at, held_until=job.lease_until
-            )
-            if not held:
-                return self._lost(job, error)
-            if retry_at is None:
-                audit.append(
-                    session,
-                    SYSTEM_ACTOR,
-                    "report.ncmec.failed",
-                    str(job.report_id),
-                    {"error": error, "attempts": attempts},
-                    at=now,
-                )
-        status = ReportStatus.PENDING if retry_at else ReportStatus.FAILED
-        log.warning(
-            "NCMEC report %d attempt %d: %s (%s)", job.report_id, attempts, error, status.value
-        )
-        return SendOutcome(job.report_id, status.value, job.progress.get("report_id"), error)
-
-    def _lost(self, job: _Job, why: str) -> SendOutcome:
-        """The attempt that took the report over decides it; this one records nothing."""
-        log.warning("NCMEC report %d: stopped, another attempt has it (%s)", job.report_id, why)
-        error = f"stopped: another attempt took the report over ({why})"
-        return SendOutcome(job.report_id, ReportStatus.PENDING.value, None, error)
