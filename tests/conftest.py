@@ -8,7 +8,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
+
+# pytest-xdist's workers inherit COLUMNS=80, which rich would fix as the CLI consoles' width when
+# vigil.commands is imported; without it they follow COLUMNS as each test sets it (a plain run).
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
+from fastapi.testclient import TestClient  # after the environment above is set
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
