@@ -15,10 +15,11 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bench.fixtures import ACTOR, LARGE, ImageSize, benchmark_runtime, photo_jpeg
 from bench.timing import Timing, measure_round_robin
@@ -156,6 +157,32 @@ def _known(runtime: Runtime, data: bytes) -> Evaluation:
     return evaluation
 
 
+def _record_known(
+    session: Session,
+    site: SiteRef,
+    uploader: UploaderContext,
+    evaluation: Evaluation,
+    now: datetime,
+) -> Submission:
+    """The submission row of a known image's screening, as screening records it."""
+    return record_screening(
+        session,
+        submission_id=str(uuid.uuid4()),
+        site_id=site.id,
+        site_name=site.name,
+        idempotency_key=None,
+        uploader=uploader,
+        image=evaluation.image,
+        signals=evaluation.signals,
+        decision=evaluation.decision,
+        classification=None,
+        image_path=None,
+        actor=ACTOR,
+        now=now,
+        known_illegal=True,
+    )
+
+
 def _fill_vault(runtime: Runtime, site: SiteRef, data: bytes, count: int) -> None:
     """``count`` items of one photo, each sealed under its own key and recorded as a screening
     records it (submission, item, custody entry), without screening each one.
@@ -179,22 +206,7 @@ def _fill_vault(runtime: Runtime, site: SiteRef, data: bytes, count: int) -> Non
                 path = vault.files.root / relative
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 path.write_bytes(sealed.blob)
-                submission = record_screening(
-                    session,
-                    submission_id=str(uuid.uuid4()),
-                    site_id=site.id,
-                    site_name=site.name,
-                    idempotency_key=None,
-                    uploader=uploader,
-                    image=evaluation.image,
-                    signals=evaluation.signals,
-                    decision=evaluation.decision,
-                    classification=None,
-                    image_path=None,
-                    actor=ACTOR,
-                    now=now,
-                    known_illegal=True,
-                )
+                submission = _record_known(session, site, uploader, evaluation, now)
                 vault.record(
                     session,
                     SealedFile(item_id, relative, sealed, exif),
@@ -269,23 +281,7 @@ def _time_preserving(
     matches = match_records(evaluation.matches.matches)
     # One submission with no item yet, for the recording step to preserve again and again.
     with runtime.database.write_session() as session:
-        submission_id = str(uuid.uuid4())
-        record_screening(
-            session,
-            submission_id=submission_id,
-            site_id=site.id,
-            site_name=site.name,
-            idempotency_key=None,
-            uploader=uploader,
-            image=evaluation.image,
-            signals=evaluation.signals,
-            decision=evaluation.decision,
-            classification=None,
-            image_path=None,
-            actor=ACTOR,
-            now=utcnow(),
-            known_illegal=True,
-        )
+        submission_id = _record_known(session, site, uploader, evaluation, utcnow()).id
     recorded_file = vault.seal(data)
     sealed_files: list[SealedFile] = []
 
