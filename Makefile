@@ -38,9 +38,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-## Benchmarks: results go to bench/RESULTS.md
+## Benchmarks: results go to bench/RESULTS.md (options: make bench BENCH_ARGS='--only load')
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

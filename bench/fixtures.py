@@ -80,6 +80,12 @@ def benchmark_runtime(seed: int, **overrides: Any) -> Iterator[tuple[Runtime, Ba
             runtime.close()
 
 
+def fill_banks(runtime: Runtime, seed: int) -> BankSetup:
+    """Fill a fresh runtime's banks as :func:`benchmark_runtime` does (for a data folder that a
+    separate server process then opens)."""
+    return _fill_banks(runtime, np.random.default_rng(seed))
+
+
 def _fill_banks(runtime: Runtime, rng: np.random.Generator) -> BankSetup:
     banks = (
         (PDQ_BANK, HashType.PDQ, PDQ_BANK_SIZE),

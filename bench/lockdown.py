@@ -216,8 +216,10 @@ def _time_near_duplicates(
 
     def compare() -> int:
         with runtime.database.session() as session:
-            # The comparison itself is private: record_upload calls it inside a screening.
-            return signals._other_accounts_posting(session, settings, site_id, UPLOADER, pdq, now)
+            others = signals.near_duplicate_accounts(
+                session, settings, site_id=site_id, uploader_id=UPLOADER, pdq=pdq, now=now
+            )
+            return others - 1
 
     wanted = int(pdq, 16)
 

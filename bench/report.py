@@ -1,16 +1,17 @@
-"""RESULTS.md: the machine, the method and the figures of one run, written in one go."""
+"""RESULTS.md: the command, the machine, the method and the figures of one run, written in one go.
+
+Each section's results are optional: ``python -m bench --only`` runs some sections (and writes
+RESULTS-partial.md). The sections of ``bench.matcher``, ``bench.robustness`` and ``bench.load`` are
+imported only when their results are there, so a subset never needs their dependencies.
+"""
 
 from __future__ import annotations
 
-import os
-import platform
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import metadata
-from pathlib import Path
-
-from PIL import features
+from typing import TYPE_CHECKING
 
 from bench.classifiers import MODELS, PATH_DEFAULT, PATH_NONE, PATHS, ClassifierResult
 from bench.evidence import (
@@ -20,7 +21,7 @@ from bench.evidence import (
     EvidenceResult,
     PhotoResult,
 )
-from bench.fixtures import JPEG_QUALITY, BankSetup
+from bench.fixtures import JPEG_QUALITY
 from bench.lockdown import (
     NEAR_DUPLICATE_CASES,
     RULE_CASES,
@@ -28,88 +29,129 @@ from bench.lockdown import (
     WINDOW_MINUTES,
     LockdownResult,
 )
+from bench.machine import describe_machine
 from bench.review import PREVIEW_CASES, RELATED_CASES, ReviewResult
-from bench.screening import DECODE, EVALUATE, HTTP, ROWS, SizeResult
-from bench.timing import Timing
+from bench.screening import (
+    HASH_PATH,
+    ScreeningRun,
+    hash_path_ratio,
+    render_breakdowns,
+    render_screening,
+)
+from bench.timing import Timing, milliseconds
 
-COMMAND = "make bench"
+if TYPE_CHECKING:
+    from bench.load import LoadResult
+    from bench.matcher import MatcherResult
+    from bench.robustness import RobustnessResult
+
+__all__ = ["Run", "ScreeningRun", "evidence_section", "lockdown_section", "render"]
+
+_ms = milliseconds
 
 
 @dataclass(frozen=True)
 class Run:
     started: datetime
     seconds: float
-    repeat: int
-    warmup: int
-    banks: BankSetup
-    results: Sequence[SizeResult]
-    classifiers: ClassifierResult
-    review: ReviewResult
-    lockdown: LockdownResult
-    evidence: EvidenceResult
-
-
-def machine() -> dict[str, str]:
-    """What the figures depend on: CPU, cores, Python and the imaging libraries."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "CPU": _cpu_model(),
-        "Cores": f"{os.cpu_count()} ({usable} usable by this process)",
-        "OS": platform.platform(),
-        "Python": f"{platform.python_implementation()} {platform.python_version()}",
-        "Pillow": metadata.version("pillow"),
-        "libjpeg-turbo": features.version("libjpeg_turbo") or "not used",
-        "NumPy": metadata.version("numpy"),
-        "onnxruntime": metadata.version("onnxruntime"),
-        "pdqhash": metadata.version("pdqhash"),
-        "SQLAlchemy": metadata.version("sqlalchemy"),
-        "FastAPI": metadata.version("fastapi"),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or "unknown"
-    for line in lines:
-        name, _, value = line.partition(":")
-        if name.strip() == "model name":
-            return value.strip()
-    return platform.processor() or "unknown"
+    command: str  # what produced the file, options included
+    sections: Sequence[str]  # the sections measured, in the order they ran
+    failed: Sequence[str] = ()
+    partial: bool = False  # --only, or a section failed: written to RESULTS-partial.md
+    screening: ScreeningRun | None = None
+    classifiers: ClassifierResult | None = None
+    review: ReviewResult | None = None
+    lockdown: LockdownResult | None = None
+    evidence: EvidenceResult | None = None
+    matcher: MatcherResult | None = None
+    robustness: RobustnessResult | None = None
+    load: LoadResult | None = None
 
 
 def render(run: Run) -> str:
     lines = [
-        "# Screening benchmark",
+        "# Vigil benchmarks",
         "",
-        f"Produced by `{COMMAND}` on {run.started:%Y-%m-%d %H:%M} UTC in {run.seconds:.0f} s. "
-        "The next run overwrites this file; see `bench/README.md` for what each row means.",
+        f"Produced by `{run.command}` (from the repository root) on "
+        f"{run.started:%Y-%m-%d %H:%M} UTC in {run.seconds:.0f} s, on the machine below. "
+        + (
+            f"A partial run ({', '.join(run.sections) or 'no section'} only): it never "
+            "replaces `bench/RESULTS.md`. "
+            if run.partial
+            else "The next run overwrites this file. "
+        )
+        + "See `bench/README.md` for what each row means.",
+    ]
+    if run.failed:
+        lines += ["", f"**Failed, and left out:** {', '.join(run.failed)} (see the run's output)."]
+    lines += [
         "",
         "## Machine",
         "",
         "| | |",
         "|---|---|",
-        *(f"| {name} | {value} |" for name, value in machine().items()),
-        "",
-        "## Method",
-        "",
-        *_method(run),
-        "",
-        "## Headline: screening against decoding alone",
-        "",
-        "| Image | JPEG bytes | Decode alone (median) | `evaluate` (median) | × decode "
-        "| `POST /v1/screen` (median) | × decode |",
-        "|---|--:|--:|--:|--:|--:|--:|",
-        *(_headline_row(result) for result in run.results),
+        *(f"| {name} | {value} |" for name, value in describe_machine().items()),
     ]
-    lines += ["", *_classifiers(run.classifiers)]
-    lines += ["", *_review(run.review)]
-    lines += ["", *lockdown_section(run.lockdown)]
-    lines += ["", *evidence_section(run.evidence)]
-    for result in run.results:
-        lines += ["", *_breakdown(result)]
-    return "\n".join(lines) + "\n"
+    if run.screening is not None:
+        lines += ["", *render_screening(run.screening)]
+    if run.matcher is not None:
+        from bench.matcher import render_matcher
+
+        lines += ["", render_matcher(run.matcher)]
+    if run.robustness is not None:
+        from bench.robustness import render_robustness
+
+        lines += ["", render_robustness(run.robustness)]
+    if run.load is not None:
+        from bench.load import render_load
+
+        lines += ["", render_load(run.load)]
+    if run.classifiers is not None:
+        lines += ["", *_classifiers(run.classifiers)]
+    if run.review is not None:
+        lines += ["", *_review(run.review)]
+    if run.lockdown is not None:
+        lines += ["", *lockdown_section(run.lockdown)]
+    if run.evidence is not None:
+        lines += ["", *evidence_section(run.evidence)]
+    if run.screening is not None:
+        lines += ["", *render_breakdowns(run.screening)]
+    lines += ["", *_closing_note(run)]
+    return "\n".join(line.rstrip("\n") for line in lines) + "\n"
+
+
+def _closing_note(run: Run) -> list[str]:
+    """The headline figures of the run, quoted from the sections above.
+
+    A section module may offer ``headline_<section>(result) -> list[str]``: its bullet lines
+    for this note (``bench.load`` does); the screening path's are written here.
+    """
+    notes = _headline("matcher", run.matcher)
+    if run.screening is not None:
+        ratios = "; ".join(
+            f"{hash_path_ratio(result):.2f}× at {result.size.label} "
+            f"({milliseconds(result.timings[HASH_PATH.key].median)} ms against "
+            f"{milliseconds(result.baseline.median)} ms)"
+            for result in run.screening.results
+        )
+        notes.append(
+            "- **Hashing path against decoding** (decode with draft + hashes + match, no "
+            "classifiers, over decoding the same JPEG alone at full size): "
+            f"{ratios}."
+        )
+    notes += _headline("robustness", run.robustness)
+    notes += _headline("load", run.load)
+    if not notes:
+        return []
+    return ["## Closing note", "", *notes]
+
+
+def _headline(section: str, result: object | None) -> list[str]:
+    if result is None:
+        return []
+    module = importlib.import_module(f"bench.{section}")
+    headline: Callable[[object], list[str]] | None = getattr(module, f"headline_{section}", None)
+    return [] if headline is None else headline(result)
 
 
 def _classifiers(result: ClassifierResult) -> list[str]:
@@ -342,63 +384,3 @@ def _lockdown_row(label: str, timing: Timing, baseline: float) -> str:
     return (
         f"| {label} | {_ms(timing.median)} | {_ms(timing.p90)} | {timing.median / baseline:.2f}× |"
     )
-
-
-def _method(run: Run) -> list[str]:
-    banks = run.banks
-    return [
-        f"- Photo-like images generated in the run (`tests.images.make_photo`: gradients, shapes, "
-        f"grain), encoded as JPEG quality {JPEG_QUALITY}; nothing is downloaded.",
-        "- A real `Runtime` on SQLite in a temporary folder, default settings, with a PDQ "
-        f"`block` bank of {banks.pdq_hashes:,} random hashes and a SHA-256 `block` bank of "
-        f"{banks.sha256_hashes:,} (importing them took {banks.import_seconds:.1f} s, building "
-        f"the PDQ index {banks.index_build_seconds:.2f} s; neither is in the table). Every "
-        "photo is allowed, so no image file is written.",
-        f"- For each image size, every row is timed {run.repeat} times with "
-        f"`time.perf_counter` after {run.warmup} untimed warm-up rounds. The rows run "
-        "round-robin (each round runs every row once, starting one row later than the round "
-        "before), with `gc.collect()` between rounds, so the machine's noise is shared by all "
-        "rows of a size.",
-        "- Median and 90th percentile per row, in milliseconds. **× decode** is the row's median "
-        "divided by the median of decoding the same JPEG alone, measured in the same loop; "
-        "**of evaluate** is the row's median as a share of `screener.evaluate`'s (rows overlap, "
-        "so the shares do not add up).",
-    ]
-
-
-def _headline_row(result: SizeResult) -> str:
-    decode = result.baseline.median
-    evaluate = result.timings[EVALUATE.key].median
-    http = result.timings[HTTP.key].median
-    return (
-        f"| {result.size.label} ({result.size.width}×{result.size.height}) "
-        f"| {result.jpeg_bytes:,} | {_ms(decode)} | {_ms(evaluate)} | {evaluate / decode:.2f}× "
-        f"| {_ms(http)} | {http / decode:.2f}× |"
-    )
-
-
-def _breakdown(result: SizeResult) -> list[str]:
-    size = result.size
-    width, height = result.frame_size
-    decode = result.baseline.median
-    evaluate = result.timings[EVALUATE.key].median
-    lines = [
-        f"## {size.label}: {size.width}×{size.height}, {result.jpeg_bytes:,} bytes "
-        f"(intake decodes it to {width}×{height})",
-        "",
-        "| Step | median ms | p90 ms | × decode | of evaluate | n |",
-        "|---|--:|--:|--:|--:|--:|",
-    ]
-    for row in ROWS:
-        timing = result.timings[row.key]
-        share = "" if row is DECODE else f"{timing.median / evaluate:.0%}"
-        lines.append(
-            f"| {row.label} | {_ms(timing.median)} | {_ms(timing.p90)} "
-            f"| {timing.median / decode:.2f}× | {share} | {timing.count} |"
-        )
-    return lines
-
-
-def _ms(seconds: float) -> str:
-    milliseconds = seconds * 1000
-    return f"{milliseconds:.3f}" if milliseconds < 1 else f"{milliseconds:.2f}"

@@ -55,3 +55,9 @@ def measure_round_robin(
             if round_number >= warmup:
                 samples[name].append(elapsed)
     return {name: Timing(tuple(values)) for name, values in samples.items()}
+
+
+def milliseconds(seconds: float) -> str:
+    """A time as the tables print it: three decimals under a millisecond, two above."""
+    value = seconds * 1000
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}"

@@ -78,6 +78,45 @@ class MatchingSettings(_Section):
     max_import_bytes: int = Field(
         4096 * MEGABYTE, gt=0, description="Largest bank file accepted through the API."
     )
+    index_memory_map: bool = Field(
+        True,
+        description="Memory-map the saved PDQ index, so the processes of one host share one copy "
+        "(off: each process reads its own into memory).",
+    )
+    index_rebuild_after: int = Field(
+        100_000,
+        ge=0,
+        description="PDQ entries added or removed since the saved index was built before it is "
+        "rebuilt (in the background; searches are exact meanwhile).",
+    )
+    # Edited copies of an upload also searched in the PDQ banks (vigil.signals.variants);
+    # bench/robustness.py measures what each catches, costs and falsely matches.
+    dihedral: bool = Field(
+        True, description="Also match mirrored and quarter-turned copies of known images."
+    )
+    trim_borders: bool = Field(
+        True, description="Also match known images inside a uniform border (letterboxing)."
+    )
+    centre_crops: list[float] = Field(
+        default_factory=lambda: [0.94, 0.9, 0.86, 0.82],
+        description="Also search the hash of these central shares of each side (0.5 to 0.99): "
+        "catches a known image inside a patterned or noisy border.",
+    )
+    variant_frames: int = Field(
+        1,
+        ge=0,
+        description="Frames of an animation (from the first) whose edited copies are hashed.",
+    )
+
+    @field_validator("centre_crops")
+    @classmethod
+    def _distinct_crops(cls, fractions: list[float]) -> list[float]:
+        percents = [round(fraction * 100) for fraction in fractions]
+        if any(not 50 <= percent <= 99 for percent in percents):
+            raise ValueError("a centre crop keeps between 0.5 and 0.99 of each side")
+        if len(set(percents)) != len(percents):
+            raise ValueError("centre crops must differ (to the percent)")
+        return fractions
 
 
 LABEL_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
@@ -689,6 +728,11 @@ class Settings(BaseSettings):
         """Where staff reach this Vigil: the base of links in pages."""
         base = self.paging.public_url or f"http://{self.server.host}:{self.server.port}"
         return base.rstrip("/")
+
+    @property
+    def pdq_index_dir(self) -> Path:
+        """Where the PDQ index's saved bases are kept."""
+        return self.data_dir / "pdq-index"
 
     @property
     def resolved_database_url(self) -> str:

@@ -44,7 +44,7 @@ class Runtime:
         database = Database.from_settings(settings)
         if migrate:
             database.migrate()
-        matcher = Matcher(database, settings.matching)
+        matcher = Matcher(database, settings.matching, settings.pdq_index_dir)
         images = ImageStore(settings.data_dir / "images")
         metrics = Metrics(database)
         classifiers = ClassifierSuite.from_settings(settings)

@@ -141,7 +141,9 @@ def _worker_screener() -> Screener:
     global _screener
     if _screener is None:
         assert _settings is not None, "the worker was not started"
-        matcher = Matcher(Database.from_settings(_settings), _settings.matching)
+        matcher = Matcher(
+            Database.from_settings(_settings), _settings.matching, _settings.pdq_index_dir
+        )
         matcher.refresh()
         _screener = Screener(_settings, matcher)
     return _screener

@@ -91,7 +91,7 @@ class Screener:
         bytes_hashers: Sequence[BytesHasher] | None = None,
         frame_hashers: Sequence[FrameHasher] | None = None,
     ) -> None:
-        default_bytes, default_frames = default_hashers()
+        default_bytes, default_frames = default_hashers(settings.matching)
         self.settings = settings
         self.matcher = matcher
         self.classifiers = classifiers or ClassifierSuite.from_settings(settings)
@@ -211,6 +211,7 @@ class ScreeningService:
             data, uploader, now, uploader_suspended=suspended, conditions=conditions
         )
         submission_id = str(uuid.uuid4())
+        near_accounts = self._near_duplicate_accounts(site, uploader, evaluation, now)
         # Files are written first: no row ever points to an image that is not on disk. A known
         # illegal image goes only to the evidence vault, encrypted; never to the review images.
         image_path = None
@@ -238,7 +239,7 @@ class ScreeningService:
                     known_illegal=evaluation.matches.blocks,
                 )
                 newly_suspended = self._record_consequences(
-                    session, site, uploader, evaluation, submission_id, now
+                    session, site, uploader, evaluation, submission_id, near_accounts, now
                 )
                 if evidence is not None:
                     # Last: the custody entry locks the chain's head until the commit, so known
@@ -290,6 +291,32 @@ class ScreeningService:
                 "the database cannot be read right now; hold the image and retry"
             ) from error
 
+    def _signal_pdq(self, evaluation: Evaluation) -> str | None:
+        """The hash attack detection compares: the first frame's good enough to search."""
+        floor = self.settings.matching.pdq_quality_floor
+        return next(
+            (frame.value for frame in evaluation.signals.frame_hashes if frame.quality >= floor),
+            None,
+        )
+
+    def _near_duplicate_accounts(
+        self, site: SiteRef, uploader: UploaderContext, evaluation: Evaluation, now: datetime
+    ) -> int:
+        try:
+            with self.database.session() as session:
+                return site_signals.near_duplicate_accounts(
+                    session,
+                    self.settings.lockdown,
+                    site_id=site.id,
+                    uploader_id=uploader.uploader_id,
+                    pdq=self._signal_pdq(evaluation),
+                    now=now,
+                )
+        except SQLAlchemyError as error:
+            raise ScreeningUnavailable(
+                "the database cannot be read right now; hold the image and retry"
+            ) from error
+
     def _record_consequences(
         self,
         session: Session,
@@ -297,28 +324,22 @@ class ScreeningService:
         uploader: UploaderContext,
         evaluation: Evaluation,
         submission_id: str,
+        near_accounts: int,
         now: datetime,
     ) -> bool:
         """The attack signals this upload shows; for a known illegal image, the uploader's
         suspension and a page to on-call staff. Returns whether the uploader was suspended now."""
         settings = self.settings
-        pdq = next(
-            (
-                frame.value
-                for frame in evaluation.signals.frame_hashes
-                if frame.quality >= settings.matching.pdq_quality_floor
-            ),
-            None,
-        )
+        pdq = self._signal_pdq(evaluation)
         site_signals.record_upload(
             session,
-            settings.lockdown,
             site_id=site.id,
             submission_id=submission_id,
             uploader_id=uploader.uploader_id,
             pdq=pdq,
             decision=evaluation.decision,
             low_trust=is_low_trust(uploader, settings.policy, settings.lockdown, now),
+            accounts=near_accounts,
             now=now,
         )
         if not evaluation.matches.blocks:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import io
 import random
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 
 from tests.matching.conftest import ACTOR, bank_with
 from tests.matching.support import random_hash
@@ -96,21 +98,60 @@ def test_sqlite_import_survives_another_writer_between_reading_the_bank_and_inse
 def test_concurrent_imports_into_one_bank_keep_its_hash_count_on_postgresql(
     postgres_url: str, tmp_path: Path, make_runtime: Callable[[Settings], Runtime]
 ) -> None:
-    """Two imports into the same bank at once: the count must add up both, not keep the last."""
+    """Two imports into the same bank at once: the count must add up both, not keep the last.
+
+    The second import arrives while the first is inside its batch. It must wait for the first to
+    commit (both move the bank generation first, which serialises bank changes in generation
+    order, what indexes catch up by), then add its own hashes."""
     runtime = make_runtime(load_settings(data_dir=tmp_path / "data", database_url=postgres_url))
     bank_with(runtime, "shared", HashType.PDQ)
     rng = random.Random(2)
     ours, theirs = [random_hash(rng) for _ in range(5)], [random_hash(rng) for _ in range(3)]
     other = Database(postgres_url)
+    errors: list[BaseException] = []
 
     def another_import() -> None:
-        importer.import_values(other, "shared", theirs, actor="another worker")
+        try:
+            importer.import_values(other, "shared", theirs, actor="another worker")
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    worker = threading.Thread(target=another_import)
+
+    def start_and_see_it_wait() -> None:
+        worker.start()
+        wait_until_a_session_waits_for_a_lock(runtime.database)
+        assert worker.is_alive()
 
     try:
-        with before_first_hash_insert(runtime.database, another_import):
+        with before_first_hash_insert(runtime.database, start_and_see_it_wait):
             report = importer.import_file(runtime.database, "shared", hash_file(ours), actor=ACTOR)
+        worker.join(60)
     finally:
         other.dispose()
 
+    assert not errors
+    assert not worker.is_alive()
     assert report.added == 5
     assert count_check(runtime, "shared") == (8, 8)
+
+
+def wait_until_a_session_waits_for_a_lock(database: Database, timeout: float = 30.0) -> None:
+    """Poll PostgreSQL until some other session is blocked on a row lock."""
+    deadline = time.monotonic() + timeout
+    monitor = Database(database.engine.url.render_as_string(hide_password=False))
+    try:
+        while time.monotonic() < deadline:
+            with monitor.session() as session:
+                waiting = session.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                )
+            if waiting:
+                return
+            time.sleep(0.02)
+    finally:
+        monitor.dispose()
+    raise AssertionError("the second import never waited for the first")

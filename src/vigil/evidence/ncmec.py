@@ -361,7 +361,9 @@ def _plain(value: object) -> object:
 
 def _match_text(match: dict[str, Any]) -> str:
     text = f"entry {match.get('entry') or match.get('hash')}, distance {match.get('distance')}"
-    return text + (f", frame {match['frame']}" if match.get("frame") else "")
+    text += f", frame {match['frame']}" if match.get("frame") else ""
+    # The upload matched an edited copy of itself (mirrored, turned, border removed).
+    return text + (f", edited copy {match['variant']}" if match.get("variant") else "")
 
 
 def _about_file(item: EvidenceItem) -> str:

@@ -218,7 +218,7 @@ def _stored_size(picture: Image.Image) -> tuple[int, int]:
 def _display_frame(picture: Image.Image, limits: IntakeSettings, *, draft: bool) -> Image.Image:
     """The current frame as a viewer sees it, shrunk to the working size."""
     size = limits.working_size
-    if draft and picture.format == "JPEG":
+    if draft and picture.format in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures (phones)
         # JPEG decodes at 1/2, 1/4 or 1/8 scale for free; never below the working size.
         picture.draft("RGB", (size, size))
     picture.load()

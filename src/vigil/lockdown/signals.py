@@ -38,7 +38,6 @@ def kinds_of(decision: Decision) -> list[SignalKind]:
 
 def record_upload(
     session: Session,
-    settings: LockdownSettings,
     *,
     site_id: int,
     submission_id: str,
@@ -46,13 +45,11 @@ def record_upload(
     pdq: str | None,
     decision: Decision,
     low_trust: bool,
+    accounts: int,
     now: datetime,
-) -> int:
-    """Record what one screening shows, in the caller's transaction.
-
-    Returns how many accounts (this one included) posted a near-identical image within the
-    window: 1 when nobody else did.
-    """
+) -> None:
+    """Record what one screening shows, in the caller's transaction; ``accounts`` is what
+    :func:`near_duplicate_accounts` counted before it."""
     base = {
         "site_id": site_id,
         "at": now,
@@ -63,15 +60,32 @@ def record_upload(
     rows.extend(SiteSignal(kind=kind.value, value=1.0, **base) for kind in kinds_of(decision))
     if low_trust:
         rows.append(SiteSignal(kind=SignalKind.NEW_ACCOUNT_UPLOAD.value, value=1.0, **base))
-    accounts = 1
-    if pdq is not None and uploader_id is not None:
-        accounts = 1 + _other_accounts_posting(session, settings, site_id, uploader_id, pdq, now)
-        if accounts > 1:
-            rows.append(
-                SiteSignal(kind=SignalKind.NEAR_DUPLICATES.value, value=float(accounts), **base)
-            )
+    if accounts > 1:
+        rows.append(
+            SiteSignal(kind=SignalKind.NEAR_DUPLICATES.value, value=float(accounts), **base)
+        )
     session.add_all(rows)
-    return accounts
+
+
+def near_duplicate_accounts(
+    session: Session,
+    settings: LockdownSettings,
+    *,
+    site_id: int,
+    uploader_id: str | None,
+    pdq: str | None,
+    now: datetime,
+) -> int:
+    """How many accounts (this one included) posted a near-identical image within the window:
+    1 when nobody else did.
+
+    Read in a transaction of its own, before the screening's writes: on SQLite a write
+    transaction holds the database's one write lock, and this read (thousands of rows, compared
+    in NumPy) would keep every concurrent screening waiting for it.
+    """
+    if pdq is None or uploader_id is None:
+        return 1
+    return 1 + _other_accounts_posting(session, settings, site_id, uploader_id, pdq, now)
 
 
 def record_report(

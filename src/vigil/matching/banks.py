@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -39,6 +40,16 @@ class Match:
     entry: str  # the bank's hash
     distance: int  # 0 for exact hashes
     frame: int | None = None  # which frame (perceptual hashes only)
+    variant: str | None = None  # which transformed copy of the frame matched (None: as displayed)
+
+
+@dataclass(frozen=True)
+class Change:
+    """Bank entries added and removed between two generations (removed ones with the
+    generation they had been added in, which says whether an index built since holds them)."""
+
+    added: Sequence[tuple[int, str]] = ()  # (bank id, hash)
+    removed: Sequence[tuple[int, str, int]] = ()  # (bank id, hash, generation added)
 
 
 def validate_bank_name(name: str) -> str:

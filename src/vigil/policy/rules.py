@@ -18,6 +18,7 @@ from vigil.policy.uploader import TrustLevel, UploaderContext
 from vigil.signals.classifiers import ClassifierReport, FailureKind
 from vigil.signals.classifiers.face_age import LABEL as APPARENT_MINOR
 from vigil.signals.classifiers.face_age import NAME as FACE_AGE
+from vigil.signals.variants import describe_variant
 
 _ACTION_VERDICTS = {BankAction.BLOCK: Verdict.BLOCK, BankAction.HOLD: Verdict.HOLD}
 # Trust the site has given explicitly outweighs the age of the account.
@@ -202,11 +203,16 @@ def _coverage_reasons(facts: ScreeningFacts) -> list[Reason]:
 def _describe(match: Match) -> str:
     if match.hash_type.is_exact:
         return f"exact {match.hash_type}"
-    return f"{match.hash_type} distance {match.distance}, frame {match.frame}"
+    where = f"{match.hash_type} distance {match.distance}, frame {match.frame}"
+    if match.variant is None:
+        return where
+    return f"{where}: the known image {describe_variant(match.variant)}"
 
 
-# What a reason (and an evidence item) says about each bank match.
-MATCH_FIELDS = ("bank", "action", "hash_type", "hash", "entry", "distance", "frame")
+# What a reason (and an evidence item) says about each bank match. ``variant`` names the edited
+# copy of the upload that matched (``flip_h``, ``trimmed``, ``crop_90``...; None: the upload as
+# displayed), see vigil.signals.variants.
+MATCH_FIELDS = ("bank", "action", "hash_type", "hash", "entry", "distance", "frame", "variant")
 
 
 def match_details(match: Match) -> dict[str, object]:
@@ -218,6 +224,7 @@ def match_details(match: Match) -> dict[str, object]:
         "entry": match.entry,
         "distance": match.distance,
         "frame": match.frame,
+        "variant": match.variant,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Sequence
 
+from vigil.config import MatchingSettings
 from vigil.intake import DecodedImage, Frame
 from vigil.signals.base import (
     BytesHasher,
@@ -15,6 +16,7 @@ from vigil.signals.base import (
 )
 from vigil.signals.digests import FileDigester
 from vigil.signals.pdq import PdqHasher
+from vigil.signals.variants import VariantOptions
 
 __all__ = [
     "BytesHasher",
@@ -24,6 +26,7 @@ __all__ = [
     "HashType",
     "PdqHasher",
     "Signals",
+    "VariantOptions",
     "compute_signals",
     "default_hashers",
     "hash_image",
@@ -31,8 +34,14 @@ __all__ = [
 ]
 
 
-def default_hashers() -> tuple[list[BytesHasher], list[FrameHasher]]:
-    return [FileDigester()], [PdqHasher()]
+def default_hashers(
+    matching: MatchingSettings | None = None,
+) -> tuple[list[BytesHasher], list[FrameHasher]]:
+    """The hashers screening runs. With ``matching``, PDQ also hashes the edited copies those
+    settings ask for (mirror images, trimmed borders, centre crops), to search for them; without,
+    only the image's own hashes (what a bank entry or ``vigil hash`` records)."""
+    variants = VariantOptions.from_settings(matching) if matching is not None else None
+    return [FileDigester()], [PdqHasher(variants)]
 
 
 def compute_signals(
@@ -43,7 +52,8 @@ def compute_signals(
     """Run every hasher over the image: byte hashers once, frame hashers on each distinct frame.
 
     Frames identical to the one before (common in animations) are counted as screened but not
-    hashed again: their hashes would be the same.
+    hashed again: their hashes would be the same. Hashes of edited copies (a ``variant``) go to
+    ``variant_hashes``, the image's own to ``frame_hashes``.
     """
     signals, _ = hash_image(image, bytes_hashers, frame_hashers)
     return signals
@@ -61,6 +71,7 @@ def hash_image(
     for bytes_hasher in bytes_hashers:
         digests.update(bytes_hasher.hash_bytes(image.data))
     frame_hashes: list[FrameHash] = []
+    variant_hashes: list[FrameHash] = []
     screened = 0
     previous: tuple[str, tuple[int, int], bytes] | None = None
     kept: list[Frame] = []
@@ -73,6 +84,12 @@ def hash_image(
             continue
         previous = fingerprint
         for frame_hasher in frame_hashers:
-            frame_hashes.extend(frame_hasher.hash_frame(frame))
-    signals = Signals(digests=digests, frame_hashes=tuple(frame_hashes), frames_screened=screened)
+            for frame_hash in frame_hasher.hash_frame(frame):
+                (frame_hashes if frame_hash.variant is None else variant_hashes).append(frame_hash)
+    signals = Signals(
+        digests=digests,
+        frame_hashes=tuple(frame_hashes),
+        frames_screened=screened,
+        variant_hashes=tuple(variant_hashes),
+    )
     return signals, kept

@@ -56,6 +56,10 @@ class FrameHash:
     quality: int
     frame: int
     background: str | None = None
+    # None for the frame as displayed; otherwise the copy hashed to catch an edited re-upload
+    # (``"flip_h"``, ``"rotate90"``, ``"trimmed"``, ``"crop_90"``...). Searched, never reported
+    # as the image's own hash.
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,13 @@ class Signals:
     digests: Mapping[HashType, str]
     frame_hashes: tuple[FrameHash, ...] = ()
     frames_screened: int = 0
+    # Hashes of transformed copies (flips, rotations, trimmed borders, centre crops): searched in
+    # the banks, but not the image's own hashes, so not recorded or compared as such.
+    variant_hashes: tuple[FrameHash, ...] = ()
+
+    def searched_hashes(self) -> tuple[FrameHash, ...]:
+        """Every perceptual hash the banks are searched for: the frames', then their variants'."""
+        return self.frame_hashes + self.variant_hashes
 
     def pdq_record(self) -> list[dict[str, object]]:
         """The perceptual hashes as JSON-ready objects, as the API reports them."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import cast
 
-from sqlalchemy import Table, case, delete, select, update
+from sqlalchemy import Table, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vigil.errors import Conflict, NotFound
-from vigil.matching.banks import BankAction, BankInfo
+from vigil.matching.banks import BankAction, BankInfo, Change
 from vigil.signals.base import HashType
-from vigil.store.models import Bank, BankGeneration, BankHash
+from vigil.store.models import Bank, BankGeneration, BankHash, BankHashRemoval
 from vigil.store.types import utcnow
 
 
@@ -27,13 +27,27 @@ def to_info(bank: Bank) -> BankInfo:
     )
 
 
-def bump_generation(session: Session) -> None:
-    """Tell every process's index that banks changed (in the same transaction as the change)."""
-    session.execute(
-        update(BankGeneration)
-        .where(BankGeneration.id == 1)
-        .values(generation=BankGeneration.generation + 1)
+def bump_generation(session: Session) -> int:
+    """Tell every process's index that banks changed; returns the new generation.
+
+    Called *before* the change, in its transaction: the update locks the counter's row until
+    commit, so bank changes commit in generation order, and an index that has seen generation G
+    has seen every entry tagged G or lower (an entry's id gives no such promise on PostgreSQL,
+    where ids are drawn before commit order is known).
+    """
+    return int(
+        session.execute(
+            update(BankGeneration)
+            .where(BankGeneration.id == 1)
+            .values(generation=BankGeneration.generation + 1)
+            .returning(BankGeneration.generation)
+        ).scalar_one()
     )
+
+
+def database_identity(session: Session) -> str:
+    """This database's identity (a UUID made when its schema was created)."""
+    return str(session.scalar(select(BankGeneration.database_id).where(BankGeneration.id == 1)))
 
 
 def current_generation(session: Session) -> int:
@@ -106,8 +120,10 @@ def add_hashes(session: Session, bank: Bank, values: Sequence[str]) -> int:
     if not values:
         return 0
     now = utcnow()
+    generation = bump_generation(session)
     rows = [
-        {"bank_id": bank.id, "value": value, "added_at": now} for value in dict.fromkeys(values)
+        {"bank_id": bank.id, "value": value, "added_at": now, "generation": generation}
+        for value in dict.fromkeys(values)
     ]
     added = _insert_new(session, rows)
     if added:
@@ -115,7 +131,6 @@ def add_hashes(session: Session, bank: Bank, values: Sequence[str]) -> int:
         # have committed since (PostgreSQL), and its additions must not be overwritten.
         bank.hash_count = Bank.hash_count + added
         bank.updated_at = now
-        bump_generation(session)
     return added
 
 
@@ -135,19 +150,28 @@ def _insert_new(session: Session, rows: list[dict[str, object]]) -> int:
 
 
 def remove_hash(session: Session, bank: Bank, value: str) -> None:
+    generation = bump_generation(session)
     # The delete itself says whether the row was there: a concurrent removal of the same hash
     # then finds nothing and fails, instead of counting the removal twice.
-    removed = session.scalar(
+    added_generation = session.scalar(
         delete(BankHash)
         .where(BankHash.bank_id == bank.id, BankHash.value == value)
-        .returning(BankHash.id)
+        .returning(BankHash.generation)
     )
-    if removed is None:
+    if added_generation is None:
         raise NotFound(f"bank {bank.name!r} does not hold {value}")
+    session.execute(
+        insert(BankHashRemoval).values(
+            bank_id=bank.id,
+            value=value,
+            added_generation=added_generation,
+            generation=generation,
+            removed_at=utcnow(),
+        )
+    )
     # In SQL, for the same reason as in add_hashes.
     bank.hash_count = case((Bank.hash_count > 0, Bank.hash_count - 1), else_=0)
     bank.updated_at = utcnow()
-    bump_generation(session)
 
 
 def find_exact(session: Session, digests: Mapping[HashType, str]) -> list[tuple[BankInfo, str]]:
@@ -170,18 +194,67 @@ def find_exact(session: Session, digests: Mapping[HashType, str]) -> list[tuple[
 def iter_perceptual_entries(
     session: Session, hash_type: HashType, batch_size: int = 50_000
 ) -> Iterator[tuple[int, str]]:
-    """(bank id, hash) of every entry of the enabled banks of a perceptual hash type."""
+    """(bank id, hash) of every entry of the banks of a perceptual hash type, enabled or not
+    (an index holds them all, so switching a bank on needs no rebuild)."""
     result = session.execute(
         select(BankHash.bank_id, BankHash.value)
         .join(Bank, Bank.id == BankHash.bank_id)
-        .where(Bank.hash_type == hash_type.value, Bank.enabled.is_(True))
+        .where(Bank.hash_type == hash_type.value)
         .execution_options(yield_per=batch_size)
     )
     yield from result  # rows are tuples (Result.tuples() is deprecated since SQLAlchemy 2.1)
 
 
-def enabled_banks(session: Session, hash_type: HashType) -> list[BankInfo]:
-    banks = session.scalars(
-        select(Bank).where(Bank.hash_type == hash_type.value, Bank.enabled.is_(True))
-    ).all()
+def perceptual_banks(session: Session, hash_type: HashType) -> list[BankInfo]:
+    """Every bank of a perceptual hash type, enabled or not."""
+    banks = session.scalars(select(Bank).where(Bank.hash_type == hash_type.value)).all()
     return [to_info(bank) for bank in banks]
+
+
+def perceptual_changes(session: Session, hash_type: HashType, after: int, through: int) -> Change:
+    """Entries added and removed in generations ``after`` < g <= ``through``."""
+    of_type = Bank.hash_type == hash_type.value
+    added = session.execute(
+        select(BankHash.bank_id, BankHash.value)
+        .join(Bank, Bank.id == BankHash.bank_id)
+        .where(of_type, BankHash.generation > after, BankHash.generation <= through)
+        .order_by(BankHash.generation, BankHash.id)
+    ).all()
+    removed = session.execute(
+        select(BankHashRemoval.bank_id, BankHashRemoval.value, BankHashRemoval.added_generation)
+        .join(Bank, Bank.id == BankHashRemoval.bank_id)
+        .where(of_type, BankHashRemoval.generation > after, BankHashRemoval.generation <= through)
+        .order_by(BankHashRemoval.generation, BankHashRemoval.id)
+    ).all()
+    return Change(
+        added=[(bank_id, value) for bank_id, value in added],
+        removed=[(bank_id, value, generation) for bank_id, value, generation in removed],
+    )
+
+
+def perceptual_entries_at(session: Session, hash_type: HashType, generation: int) -> int:
+    """How many entries the banks of a perceptual type held at ``generation``. A saved index
+    whose count differs was not built from this database.
+
+    From the banks' running counts, less what was added since and plus what was removed since
+    (both found through the generation indexes): no pass over millions of rows at start-up.
+    """
+    of_type = Bank.hash_type == hash_type.value
+    now = session.scalar(select(func.coalesce(func.sum(Bank.hash_count), 0)).where(of_type))
+    added_since = session.scalar(
+        select(func.count())
+        .select_from(BankHash)
+        .join(Bank, Bank.id == BankHash.bank_id)
+        .where(of_type, BankHash.generation > generation)
+    )
+    removed_since = session.scalar(
+        select(func.count())
+        .select_from(BankHashRemoval)
+        .join(Bank, Bank.id == BankHashRemoval.bank_id)
+        .where(
+            of_type,
+            BankHashRemoval.added_generation <= generation,
+            BankHashRemoval.generation > generation,
+        )
+    )
+    return int(now or 0) - int(added_since or 0) + int(removed_since or 0)

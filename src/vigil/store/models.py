@@ -82,12 +82,29 @@ class BankHash(Base):
     __table_args__ = (
         UniqueConstraint("bank_id", "value", name="uq_bank_hashes_bank_value"),
         Index("ix_bank_hashes_value", "value"),
+        Index("ix_bank_hashes_generation", "generation"),
     )
 
     id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
     bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"))
     value: Mapped[str] = mapped_column(String(64))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The bank generation of the transaction that added it: indexes catch up by generation.
+    generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class BankHashRemoval(Base):
+    """A removed bank entry, so an index built before the removal can drop it too."""
+
+    __tablename__ = "bank_hash_removals"
+    __table_args__ = (Index("ix_bank_hash_removals_generation", "generation"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"))
+    value: Mapped[str] = mapped_column(String(64))
+    added_generation: Mapped[int] = mapped_column(BigInteger)
+    generation: Mapped[int] = mapped_column(BigInteger)
+    removed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class BankGeneration(Base):
@@ -98,6 +115,9 @@ class BankGeneration(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Made once, when the schema is created: tells this database from another (a saved index
+    # records it).
+    database_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class Submission(Base):
