@@ -264,10 +264,12 @@ def _time_screening(
     def record() -> bool:
         # Flushed (the INSERTs run) and rolled back, so the rows never pile up; the commit
         # itself is the submission's, which a screening pays anyway.
+        # The near-duplicate count is read first, in its own transaction, as screening does.
+        accounts = service._near_duplicate_accounts(site, uploader, evaluation, now)
         with runtime.database.session() as session:
             savepoint = session.begin_nested()
             suspended = service._record_consequences(
-                session, site, uploader, evaluation, submission_id, now
+                session, site, uploader, evaluation, submission_id, accounts, now
             )
             session.flush()
             savepoint.rollback()
