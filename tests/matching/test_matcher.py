@@ -16,11 +16,12 @@ from tests.images import animated_gif, encode, make_photo
 from tests.matching.conftest import ACTOR, MakeBank
 from tests.matching.support import flip_bits, signals_of
 from vigil.config import Settings
+from vigil.intake import open_image
 from vigil.matching import admin, importer
 from vigil.matching.banks import BankAction, Match
 from vigil.matching.matcher import Matcher, apply_allow_lists
 from vigil.runtime import Runtime
-from vigil.signals import FrameHash, HashType, Signals
+from vigil.signals import FrameHash, HashType, Signals, compute_signals
 from vigil.store.database import Database
 
 
@@ -317,3 +318,27 @@ def test_apply_allow_lists_matches_allow_and_block_per_hash_type_and_value() -> 
 def test_ignore_matches_alone_leave_nothing_standing() -> None:
     report = apply_allow_lists([match("allow", BankAction.IGNORE, HashType.PDQ, "a" * 64, 0)])
     assert (report.matches, report.suppressed) == ((), ())
+
+
+def test_allow_listed_picture_is_not_blocked_through_its_mirror_image(
+    runtime: Runtime, make_bank: MakeBank
+) -> None:
+    """A site allow-lists a harmless picture whose mirror image is in a block bank: screening
+    the picture searches its mirror image too, and that match is excused with the picture."""
+    data = encode(make_photo(320, 240, seed=31), "JPEG", quality=90)
+    screener = runtime.screener
+    image = open_image(data, runtime.settings.intake)
+    signals = compute_signals(image, screener.bytes_hashers, screener.frame_hashers)
+    (own,) = signals.frame_hashes
+    mirrored = next(h for h in signals.variant_hashes if h.variant == "flip_h")
+    make_bank("block", HashType.PDQ, BankAction.BLOCK, [mirrored.value], threshold=0)
+
+    before = runtime.matcher.match(signals)
+    make_bank("harmless", HashType.PDQ, BankAction.IGNORE, [own.value], threshold=0)
+    after = runtime.matcher.match(signals)
+
+    assert [(m.bank, m.variant) for m in before.matches] == [("block", "flip_h")]
+    assert after.matches == ()
+    assert [(m.variant, allowed.bank) for m, allowed in after.suppressed] == [
+        ("flip_h", "harmless")
+    ]

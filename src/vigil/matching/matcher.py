@@ -223,15 +223,21 @@ def apply_allow_lists(found: list[Match]) -> MatchReport:
     """An ignore-bank match suppresses block/hold matches *of the same hash*.
 
     Per hash, not per image: an allow-listed frame does not excuse another frame, and an MD5 on an
-    allow-list (MD5 collisions can be made) does not excuse a SHA-256 or PDQ match.
+    allow-list (MD5 collisions can be made) does not excuse a SHA-256 or PDQ match. A match of an
+    edited copy of a frame (a mirror image, a crop: ``variant``) is excused too when the frame's
+    own hash is allow-listed: the picture a site has declared harmless stays harmless mirrored.
     """
-    allowing = {(m.hash_type, m.query): m for m in found if m.action is BankAction.IGNORE}
+    ignoring = [m for m in found if m.action is BankAction.IGNORE]
+    allowing = {(m.hash_type, m.query): m for m in ignoring}
+    allowing_frames = {(m.hash_type, m.frame): m for m in ignoring if m.variant is None}
     standing: list[Match] = []
     suppressed: list[tuple[Match, Match]] = []
     for match in found:
         if match.action is BankAction.IGNORE:
             continue
         allowed_by = allowing.get((match.hash_type, match.query))
+        if allowed_by is None and match.variant is not None:
+            allowed_by = allowing_frames.get((match.hash_type, match.frame))
         if allowed_by is None:
             standing.append(match)
         else:
